@@ -53,7 +53,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def read_password(args: argparse.Namespace) -> str:
     if args.password_file is not None:
         try:
-            return args.password_file.read_text().rstrip("\r\n")
+            text: str = args.password_file.read_text()
+            return text.rstrip("\r\n")
         except OSError as exc:
             raise SystemExit(f"obstop stop: cannot read password file: {exc.strerror}") from None
     value = os.environ.get(args.password_env)
