@@ -1,4 +1,4 @@
-"""`obstop run`: not written yet."""
+"""`obstop run`: the controller. Settings come from OBSTOP_* variables; flags given here override them."""
 
 from __future__ import annotations
 
@@ -6,8 +6,58 @@ import argparse
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    pass
+    parser.add_argument(
+        "-n",
+        "--namespace",
+        action="append",
+        dest="namespaces",
+        help="namespace to watch; repeatable (default: all, or $OBSTOP_NAMESPACES)",
+    )
+    parser.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], type=str.upper)
+    parser.add_argument("--log-format", choices=["text", "json"])
+    parser.add_argument("--health-port", type=int, help="port of /healthz (0 disables; default 8080)")
+    parser.add_argument(
+        "--peering", help="Kopf peering name: run several replicas, one active (default: standalone)"
+    )
 
 
 def main(args: argparse.Namespace) -> int:
-    raise SystemExit("obstop run: not implemented yet")
+    import asyncio
+    import logging
+
+    import kopf
+
+    from obstop.controller.main import registry
+    from obstop.controller.settings import Settings, SettingsError
+
+    try:
+        settings = Settings.from_env().override(
+            namespaces=tuple(args.namespaces) if args.namespaces else None,
+            log_level=args.log_level,
+            log_format=args.log_format,
+            health_port=args.health_port,
+            peering=args.peering,
+        )
+    except SettingsError as exc:
+        raise SystemExit(f"obstop run: {exc}") from None
+    kopf.configure(
+        debug=settings.log_level == "DEBUG",
+        verbose=settings.log_level in ("DEBUG", "INFO"),
+        quiet=settings.log_level == "ERROR",
+        log_format=kopf.LogFormat.JSON if settings.log_format == "json" else kopf.LogFormat.PLAIN,
+        log_refkey="k8s",
+    )
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per HTTP call is too much at INFO
+    liveness = f"http://0.0.0.0:{settings.health_port}/healthz" if settings.health_port else None
+    asyncio.run(
+        kopf.operator(
+            registry=registry,
+            memo=kopf.Memo(settings=settings),
+            clusterwide=not settings.namespaces,
+            namespaces=settings.namespaces,
+            standalone=not settings.peering,
+            peering_name=settings.peering or None,
+            liveness_endpoint=liveness,
+        )
+    )
+    return 0

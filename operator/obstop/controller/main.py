@@ -1,0 +1,116 @@
+"""All Kopf registrations and settings of the controller, in one place.
+
+One change handler drives a request from creation to a terminal phase. It asks Kopf to call it again after
+each step (a TemporaryError with a delay) instead of using a daemon: daemons need a finalizer, and a
+finalizer would make deleting a request hang while the controller is down.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import kopf
+
+from obstop.controller.operation import Controller, Request
+from obstop.controller.reconcile import Decision
+from obstop.controller.resource import GROUP, PLURAL, VERSION
+from obstop.controller.secrets import SecretReader
+from obstop.controller.settings import Settings
+
+registry = kopf.OperatorRegistry()
+
+HANDLER_ID = "stop"
+# Marks the TemporaryError used to schedule the next step, so its log line is not reported as an error.
+NEXT_STEP = "next step in"
+
+
+class _NextStepIsNotAnError(logging.Filter):
+    """Kopf logs every TemporaryError at ERROR level; ours is the normal way of waiting, so log it at DEBUG."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno == logging.ERROR and f"failed temporarily: {NEXT_STEP}" in record.getMessage():
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
+        return True
+
+
+def configure_kopf(kopf_settings: kopf.OperatorSettings, settings: Settings) -> None:
+    prefix = settings.annotation_prefix
+    # Keep Kopf's bookkeeping in our own annotations, not in status (the CRD's status schema is closed).
+    kopf_settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=prefix)
+    kopf_settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=prefix)
+    kopf_settings.persistence.finalizer = f"{prefix}/finalizer"  # never added: no handler requires one
+    # Events are posted explicitly (submitted, progress, succeeded, failed); log lines stay log lines.
+    kopf_settings.posting.loggers = False
+    kopf_settings.posting.level = logging.WARNING
+    kopf_settings.watching.server_timeout = 300
+    kopf_settings.watching.client_timeout = 330
+    kopf_settings.networking.request_timeout = 30
+    kopf_settings.execution.max_workers = 64
+    kopf_settings.peering.standalone = not settings.peering
+    if settings.peering:
+        kopf_settings.peering.name = settings.peering
+        kopf_settings.peering.mandatory = True
+    for name in ("kopf.objects", "kopf"):
+        logging.getLogger(name).addFilter(_NextStepIsNotAnError())
+
+
+@kopf.on.startup(registry=registry)
+async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    ours: Settings = memo["settings"]
+    configure_kopf(settings, ours)
+    memo["controller"] = Controller(ours, memo.get("secrets") or SecretReader.from_environment())
+
+
+@kopf.on.cleanup(registry=registry)
+async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+    controller: Controller | None = memo.get("controller")
+    if controller is not None:
+        await controller.aclose()
+
+
+@kopf.on.create(GROUP, VERSION, PLURAL, id=HANDLER_ID, registry=registry, retries=None)
+async def stop_request(
+    body: kopf.Body,
+    meta: kopf.Meta,
+    spec: kopf.Spec,
+    status: kopf.Status,
+    patch: kopf.Patch,
+    memo: kopf.Memo,
+    logger: kopf.Logger,
+    **_: Any,
+) -> None:
+    controller: Controller = memo["controller"]
+    request = Request(
+        namespace=meta.namespace or "",
+        name=meta.name or "",
+        uid=meta.uid or "",
+        generation=int(meta.get("generation") or 1),
+        spec=dict(spec),
+        status=_plain(status),
+    )
+    decision = await controller.step(request, logger)
+    _write_status(patch, request.status, decision)
+    for event in decision.events:
+        kopf.event(body, type=event.type, reason=event.reason, message=event.message)
+    if decision.delay is not None:
+        raise kopf.TemporaryError(f"{NEXT_STEP} {decision.delay:.2f}s", delay=decision.delay)
+
+
+def _plain(value: Any) -> Any:
+    """Deep copy of a Kopf body view into plain dicts and lists."""
+    if isinstance(value, dict) or hasattr(value, "items"):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _write_status(patch: kopf.Patch, old: Mapping[str, Any], decision: Decision) -> None:
+    """Merge-patch only what changed; a key that disappeared is deleted with null."""
+    new = decision.status
+    for key in set(old) | set(new):
+        if old.get(key) != new.get(key):
+            patch.status[key] = new.get(key)

@@ -1,0 +1,245 @@
+"""One reconcile step of an ObStopRequest: the I/O around the pure decisions of reconcile.py.
+
+spec -> (record submission) -> look for an earlier DAG, else POST /api/v1/ob/stop -> poll the main DAG -> status.
+Each call returns a Decision; the Kopf handler writes it and schedules the next step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import ssl
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+from pydantic import SecretStr
+
+from obstop.controller import reconcile
+from obstop.controller.reconcile import Decision, Step
+from obstop.controller.resource import InvalidSpec, ObStopRequestSpec, parse_spec
+from obstop.controller.secrets import SecretReader, SecretUnavailable
+from obstop.controller.settings import Settings
+from obstop.obshell import (
+    DagDetail,
+    KeyCache,
+    ObshellApiError,
+    ObshellClient,
+    ObshellError,
+    ObshellTransportError,
+    parse_endpoint,
+)
+
+
+@dataclass
+class _StageClock:
+    """How fast one request's DAG moves, as seen from here (monotonic time), to time the next poll."""
+
+    stage: int
+    since: float
+    durations: list[float] = field(default_factory=list)
+
+    def observe(self, stage: int, now: float) -> None:
+        if stage != self.stage:
+            steps = max(1, stage - self.stage)
+            self.durations.append((now - self.since) / steps)
+            del self.durations[:-8]
+            self.stage, self.since = stage, now
+
+    @property
+    def mean(self) -> float | None:
+        return sum(self.durations) / len(self.durations) if self.durations else None
+
+
+@dataclass(frozen=True)
+class Request:
+    """What a step needs to know about the resource."""
+
+    namespace: str
+    name: str
+    uid: str
+    generation: int
+    spec: Mapping[str, Any]
+    status: Mapping[str, Any]
+
+
+class Controller:
+    """Shared state of the running controller: settings, HTTP pools, key cache, per-request pace."""
+
+    def __init__(self, settings: Settings, secrets: SecretReader) -> None:
+        self.settings = settings
+        self.secrets = secrets
+        self.keys = KeyCache()
+        self._http: dict[str, httpx.AsyncClient] = {}
+        self._agent_slots: dict[str, asyncio.Semaphore] = {}
+        self._clocks: dict[str, _StageClock] = {}
+
+    async def aclose(self) -> None:
+        for http in self._http.values():
+            await http.aclose()
+        self._http.clear()
+
+    # ----------------------------------------------------------------------------------------------
+
+    async def step(self, req: Request, logger: logging.Logger | logging.LoggerAdapter[Any]) -> Decision:
+        now = datetime.now(UTC)
+        status = req.status
+        step = reconcile.next_step(status)
+        if step is Step.DONE:
+            self._clocks.pop(req.uid, None)
+            return Decision(dict(status), None)
+        try:
+            spec = parse_spec(req.spec)
+        except InvalidSpec as exc:
+            return reconcile.failed(status, "InvalidSpec", str(exc), req.generation, now)
+        if reconcile.deadline_exceeded(status, spec.active_deadline_seconds, now):
+            where = (
+                f" (stop DAG {status['dag']['id']} is still {status['dag'].get('state')})"
+                if step is Step.POLL
+                else ""
+            )
+            message = f"not finished within activeDeadlineSeconds={spec.active_deadline_seconds}{where}"
+            return reconcile.failed(status, "DeadlineExceeded", message, req.generation, now)
+        if step is Step.RECORD:
+            return reconcile.record_submission(
+                status, str(parse_endpoint(spec.obshell.address)), req.generation, now
+            )
+
+        try:
+            client = await self._client(req.namespace, spec)
+        except SecretUnavailable as exc:
+            return reconcile.fault(status, str(exc), req.generation, now, self.settings)
+        slot = self._agent_slots.setdefault(
+            client.endpoint.base_url, asyncio.Semaphore(self.settings.agent_concurrency)
+        )
+        async with slot:
+            if step is Step.SUBMIT:
+                return await self._submit(req, spec, client, now, logger)
+            return await self._poll(req, client, now, logger)
+
+    async def _submit(
+        self, req: Request, spec: ObStopRequestSpec, client: ObshellClient, now: datetime, logger: Any
+    ) -> Decision:
+        status, settings = req.status, self.settings
+        try:
+            earlier = await self._find_earlier_dag(client, status["submission"])
+            if earlier is not None:
+                logger.info("adopting stop DAG %s of an unanswered submission", earlier.id)
+                self._clocks[req.uid] = _StageClock(earlier.stage, time.monotonic())
+                return reconcile.submitted(status, earlier, req.generation, now, settings, adopted=True)
+            dag = await client.stop(spec.stop_params())
+        except ObshellTransportError as exc:
+            decision = reconcile.fault(status, exc, req.generation, now, settings)
+            if exc.maybe_delivered:
+                # The stop may have landed: look for its DAG before anything is sent again.
+                decision.delay = max(decision.delay or 0, settings.lookup_grace_seconds)
+            return decision
+        except ObshellError as exc:
+            if exc.transient:
+                return reconcile.fault(status, exc, req.generation, now, settings)
+            reason, message = reconcile.permanent_error(exc)
+            return reconcile.failed(status, reason, message, req.generation, now)
+        logger.info("stop DAG %s submitted (%s, %s)", dag.id, spec.scope.type.value, spec.mode)
+        self._clocks[req.uid] = _StageClock(dag.stage, time.monotonic())
+        return reconcile.submitted(status, dag, req.generation, now, settings, adopted=False)
+
+    async def _find_earlier_dag(
+        self, client: ObshellClient, submission: Mapping[str, Any]
+    ) -> DagDetail | None:
+        """The stop DAG of an earlier POST whose answer we never saw, if the agent has one.
+
+        The main DAG of a stop lives on the agent that received it and is listed as unfinished while it runs.
+        A DAG started before our submission was recorded (less a margin for clock skew) is someone else's.
+        """
+        requested = reconcile.parse_time(submission.get("requestedAt"))
+        if requested is None:
+            return None
+        not_before = requested - timedelta(seconds=self.settings.lookup_clock_skew_seconds)
+        candidates = [
+            dag
+            for dag in await client.agent_unfinished_dags()
+            if dag.name == reconcile.STOP_DAG_NAME
+            and (started := reconcile.parse_time(dag.start_time)) is not None
+            and started >= not_before
+        ]
+        return min(candidates, key=lambda d: d.dag_id, default=None)
+
+    async def _poll(self, req: Request, client: ObshellClient, now: datetime, logger: Any) -> Decision:
+        status, settings = req.status, self.settings
+        dag_id = status["dag"]["id"]
+        try:
+            dag = await client.get_dag(dag_id, details=True)
+        except ObshellError as exc:
+            if exc.transient:
+                return reconcile.fault(status, exc, req.generation, now, settings)
+            if isinstance(exc, ObshellApiError) and exc.status == 404:
+                message = f"stop DAG {dag_id} no longer exists on the agent: {reconcile.describe_error(exc)}"
+                return reconcile.failed(status, "DagNotFound", message, req.generation, now)
+            reason, message = reconcile.permanent_error(exc)
+            return reconcile.failed(status, reason, message, req.generation, now)
+        mono = time.monotonic()
+        clock = self._clocks.setdefault(req.uid, _StageClock(dag.stage, mono))
+        clock.observe(dag.stage, mono)
+        decision = reconcile.observed(
+            status,
+            dag,
+            req.generation,
+            now,
+            settings,
+            stage_seconds=clock.mean,
+            seconds_in_stage=mono - clock.since,
+        )
+        if decision.delay is None:
+            self._clocks.pop(req.uid, None)
+            logger.info("stop DAG %s finished: %s", dag.id, decision.status.get("phase"))
+        return decision
+
+    # ----------------------------------------------------------------------------------------------
+
+    async def _client(self, namespace: str, spec: ObStopRequestSpec) -> ObshellClient:
+        ref = spec.obshell.password_secret_ref
+        password = await self.secrets.read(namespace, ref.name, ref.key)
+        endpoint = parse_endpoint(spec.obshell.address)
+        http = await self._http_for(namespace, spec) if endpoint.scheme == "https" else self._plain_http()
+        return ObshellClient(
+            endpoint, password, key_cache=self.keys, http=http, timeout=self.settings.obshell_timeout_seconds
+        )
+
+    def _plain_http(self) -> httpx.AsyncClient:
+        return self._pooled("http", True)
+
+    async def _http_for(self, namespace: str, spec: ObStopRequestSpec) -> httpx.AsyncClient:
+        if spec.obshell.insecure_skip_tls_verify:
+            return self._pooled("https-insecure", False)
+        ca = spec.obshell.ca_secret_ref
+        if ca is None:
+            return self._pooled("https-system", True)
+        bundle: SecretStr = await self.secrets.read(namespace, ca.name, ca.key)
+        pem = bundle.get_secret_value()
+        digest = hashlib.sha256(pem.encode()).hexdigest()
+        key = f"https-ca-{digest}"
+        if key not in self._http:
+            try:
+                context = ssl.create_default_context(cadata=pem)
+            except ssl.SSLError:
+                raise SecretUnavailable(
+                    f"Secret {namespace}/{ca.name} key {ca.key!r} is not a PEM CA bundle"
+                ) from None
+            self._http[key] = self._new_http(context)
+        return self._http[key]
+
+    def _pooled(self, key: str, verify: bool) -> httpx.AsyncClient:
+        if key not in self._http:
+            self._http[key] = self._new_http(verify)
+        return self._http[key]
+
+    def _new_http(self, verify: bool | ssl.SSLContext) -> httpx.AsyncClient:
+        timeout = httpx.Timeout(
+            self.settings.obshell_timeout_seconds, connect=min(5.0, self.settings.obshell_timeout_seconds)
+        )
+        limits = httpx.Limits(max_connections=None, max_keepalive_connections=200)
+        return httpx.AsyncClient(verify=verify, timeout=timeout, limits=limits, follow_redirects=False)

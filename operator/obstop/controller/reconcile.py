@@ -1,0 +1,349 @@
+"""Pure decisions of the controller: (spec, status, what obshell said, now) -> (next status, when to look again).
+
+No I/O here. The handler does the calls and feeds their outcome in; everything a person reads in
+`kubectl get/describe` is decided by these functions, so they are tested directly.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from enum import Enum
+from typing import Any
+
+from obstop.controller.resource import Phase
+from obstop.controller.settings import Settings
+from obstop.obshell import DagDetail, ObshellApiError, ObshellError, ObshellTransportError
+
+Status = dict[str, Any]
+
+# Names of the DAGs that obshell creates for a stop (fact sheet §3.4).
+STOP_DAG_NAME = "Stop OB"
+
+
+class Step(Enum):
+    """What the handler must do next."""
+
+    RECORD = "record"  # write status.submission before any POST, so a crash after it is detectable
+    SUBMIT = "submit"  # look for our DAG on the agent, then POST the stop if it is not there
+    POLL = "poll"  # GET the main DAG
+    DONE = "done"  # terminal: no more calls to obshell
+
+
+@dataclass(frozen=True)
+class Event:
+    type: str  # Normal | Warning
+    reason: str
+    message: str
+
+
+@dataclass
+class Decision:
+    status: Status
+    delay: float | None = None  # seconds until the next step; None when terminal
+    events: list[Event] = field(default_factory=list)
+
+
+def rfc3339(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_time(text: object) -> datetime | None:
+    if not isinstance(text, str) or not text:
+        return None
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+# ------------------------------------------------------------------------------------------------------
+# Where are we?
+
+
+def next_step(status: Mapping[str, Any]) -> Step:
+    phase = status.get("phase")
+    if phase in (Phase.SUCCEEDED, Phase.FAILED):
+        return Step.DONE
+    if (status.get("dag") or {}).get("id"):
+        return Step.POLL
+    if status.get("submission"):
+        return Step.SUBMIT
+    return Step.RECORD
+
+
+def deadline_exceeded(status: Mapping[str, Any], deadline_seconds: int | None, now: datetime) -> bool:
+    started = parse_time(status.get("startTime"))
+    return bool(deadline_seconds and started and now - started > timedelta(seconds=deadline_seconds))
+
+
+# ------------------------------------------------------------------------------------------------------
+# Transitions
+
+
+def begin(status: Mapping[str, Any], generation: int, now: datetime) -> Decision:
+    """First sight of the request: Pending, with its start time."""
+    new = _copy(status)
+    new.setdefault("startTime", rfc3339(now))
+    new["phase"] = Phase.PENDING.value
+    new["observedGeneration"] = generation
+    _set_progress_conditions(new, generation, now, "Pending", "waiting to submit the stop to obshell")
+    return Decision(new, delay=0)
+
+
+def record_submission(status: Mapping[str, Any], agent: str, generation: int, now: datetime) -> Decision:
+    """Persist that a stop is about to be sent to `agent`. Written before the POST, never after it."""
+    new = begin(status, generation, now).status if not status.get("phase") else _copy(status)
+    new["submission"] = {"agent": agent, "requestedAt": rfc3339(now)}
+    return Decision(new, delay=0)
+
+
+def submitted(
+    status: Mapping[str, Any],
+    dag: DagDetail,
+    generation: int,
+    now: datetime,
+    settings: Settings,
+    *,
+    adopted: bool,
+) -> Decision:
+    """The agent accepted the stop (or we found the DAG of an earlier, unanswered POST)."""
+    new = _copy(status)
+    new["phase"] = Phase.SUBMITTED.value
+    _clear_fault(new)
+    _write_dag(new, dag)
+    how = "found on the agent after an unanswered submission" if adopted else "accepted by the agent"
+    message = f"stop DAG {dag.id} {how}"
+    new["reason"], new["message"] = "Submitted", message
+    _set_progress_conditions(new, generation, now, "Submitted", message)
+    decision = observed(new, dag, generation, now, settings, stage_seconds=None)
+    decision.events.insert(0, Event("Normal", "Submitted", message))
+    return decision
+
+
+def observed(
+    status: Mapping[str, Any],
+    dag: DagDetail,
+    generation: int,
+    now: datetime,
+    settings: Settings,
+    *,
+    stage_seconds: float | None,
+    seconds_in_stage: float = 0.0,
+) -> Decision:
+    """A fresh view of the main DAG."""
+    new = _copy(status)
+    _clear_fault(new)
+    before = (status.get("dag") or {}).get("stage")
+    _write_dag(new, dag)
+    events: list[Event] = []
+    if dag.finished:
+        new["completionTime"] = rfc3339(now)
+        if dag.succeeded:
+            message = f"stop DAG {dag.id} succeeded ({dag.max_stage}/{dag.max_stage} stages)"
+            _finish(new, Phase.SUCCEEDED, "Succeeded", message, generation, now)
+            events.append(Event("Normal", "Succeeded", message))
+        else:
+            reason, message = dag_failure(dag)
+            _finish(new, Phase.FAILED, reason, message, generation, now)
+            events.append(Event("Warning", "Failed", message))
+        return Decision(new, None, events)
+    new["phase"] = Phase.RUNNING.value if dag.state.value == "RUNNING" or dag.stage > 1 else new["phase"]
+    node = new["dag"].get("currentNode") or ""
+    message = f"stage {dag.stage}/{dag.max_stage}" + (f": {node}" if node else "")
+    new["reason"], new["message"] = "Running", message
+    _set_progress_conditions(new, generation, now, "Running", message)
+    if before is not None and before != dag.stage:
+        events.append(Event("Normal", "Progress", message))
+    return Decision(new, poll_delay(stage_seconds, seconds_in_stage, settings), events)
+
+
+def fault(
+    status: Mapping[str, Any], error: ObshellError | str, generation: int, now: datetime, settings: Settings
+) -> Decision:
+    """A fault that may go away (agent unreachable, 5xx, Secret missing): keep the phase, retry with back-off."""
+    new = _copy(status)
+    attempts = int(new.get("attempts") or 0) + 1
+    new["attempts"] = attempts
+    text = describe_error(error)
+    new["lastError"] = text
+    delay = backoff(attempts, settings)
+    new["nextCheckTime"] = rfc3339(now + timedelta(seconds=delay))
+    reason = error.reason if isinstance(error, ObshellError) else "WaitingForSecret"
+    new["reason"], new["message"] = reason, f"retrying in {delay:.0f}s (attempt {attempts}): {text}"
+    _set_progress_conditions(new, generation, now, reason, new["message"])
+    events = (
+        [Event("Warning", "Retrying", new["message"])] if attempts in (1, 5) or attempts % 20 == 0 else []
+    )
+    return Decision(new, delay, events)
+
+
+def failed(status: Mapping[str, Any], reason: str, message: str, generation: int, now: datetime) -> Decision:
+    """A fault that retrying cannot fix: the request is Failed, and obshell is not called again."""
+    new = _copy(status)
+    new.setdefault("startTime", rfc3339(now))
+    new["completionTime"] = rfc3339(now)
+    _finish(new, Phase.FAILED, reason, message, generation, now)
+    return Decision(new, None, [Event("Warning", "Failed", message)])
+
+
+# ------------------------------------------------------------------------------------------------------
+# Explanations
+
+
+def describe_error(error: ObshellError | str) -> str:
+    if isinstance(error, str):
+        return error
+    if isinstance(error, ObshellApiError):
+        return f"{error.err_code or 'HTTP ' + str(error.status)}: {error.message}"
+    if isinstance(error, ObshellTransportError):
+        return str(error)
+    return f"{error.reason}: {error}"
+
+
+_LOCK_HOLDER = re.compile(r"under maintenance by DAG \[(\d+):")
+
+
+def dag_failure(dag: DagDetail) -> tuple[str, str]:
+    """(reason, message) for a finished DAG that did not succeed: its failing node and last log line."""
+    if dag.operator.value == "CANCEL":
+        return "Cancelled", f"stop DAG {dag.id} was cancelled on the agent"
+    node = dag.failed_node
+    log = dag.failure_log() or ""
+    code_match = re.match(r"^ERROR: \[([A-Za-z0-9_.]+)\]", log)
+    reason = code_match.group(1) if code_match else "DagFailed"
+    where = f" at {node.name!r}" if node else ""
+    message = f"stop DAG {dag.id} failed{where}" + (f": {log}" if log else "")
+    holder = _LOCK_HOLDER.search(log)
+    if holder:
+        message += (
+            f". Another stop or start holds the agents (DAG {holder.group(1)}): create a new ObStopRequest with "
+            f'forcePassDag: ["{holder.group(1)}"] once you are sure it is abandoned'
+        )
+    return reason, message
+
+
+def permanent_error(error: ObshellError) -> tuple[str, str]:
+    text = describe_error(error)
+    if isinstance(error, ObshellApiError) and error.status == 401:
+        return (
+            error.reason,
+            f"obshell refused the credentials: {text}. Check the Secret named in spec.obshell.passwordSecretRef",
+        )
+    return error.reason, f"obshell refused the stop: {text}"
+
+
+# ------------------------------------------------------------------------------------------------------
+# Timing
+
+
+def backoff(attempts: int, settings: Settings) -> float:
+    """Exponential back-off: initial, twice that, four times, ... capped."""
+    return float(min(settings.retry_max_seconds, settings.retry_initial_seconds * 2 ** max(0, attempts - 1)))
+
+
+def poll_delay(stage_seconds: float | None, seconds_in_stage: float, settings: Settings) -> float:
+    """When to look at the DAG again: at the moment its current stage is expected to end, within bounds.
+
+    Polling at a fixed period wastes calls early in a stage and detects the end late; following the DAG's own
+    pace (the mean duration of the stages seen so far) does better on both counts. Once a stage overruns, look
+    at a quarter of the mean, so a slow stage is not polled in a tight loop.
+    """
+    low, high = settings.poll_min_seconds, settings.poll_max_seconds
+    if stage_seconds is None:
+        return min(high, max(low, 1.0))
+    remaining = stage_seconds - seconds_in_stage
+    wanted = remaining if remaining > low else stage_seconds / 4
+    return min(high, max(low, wanted))
+
+
+# ------------------------------------------------------------------------------------------------------
+# Helpers
+
+
+def _copy(status: Mapping[str, Any]) -> Status:
+    new = dict(status)
+    new["conditions"] = [dict(c) for c in status.get("conditions") or ()]
+    if "dag" in new and new["dag"] is not None:
+        new["dag"] = dict(new["dag"])
+    return new
+
+
+def _clear_fault(status: Status) -> None:
+    for key in ("lastError", "nextCheckTime"):
+        status.pop(key, None)
+
+
+def _write_dag(status: Status, dag: DagDetail) -> None:
+    node = dag.current_node
+    failed = dag.failed_node
+    previous = status.get("dag") or {}
+    status["dag"] = {
+        "id": dag.id,
+        "dagId": dag.dag_id,
+        "name": dag.name,
+        "stage": dag.stage,
+        "maxStage": dag.max_stage,
+        "state": dag.state.value,
+        "operator": dag.operator.value,
+        "startTime": dag.start_time,
+        "endTime": dag.end_time,
+        "currentNode": node.name if node else previous.get("currentNode", ""),
+        "failedNode": failed.name if failed else "",
+    }
+    status["progress"] = f"{dag.stage}/{dag.max_stage}"
+
+
+def _finish(status: Status, phase: Phase, reason: str, message: str, generation: int, now: datetime) -> None:
+    status["phase"] = phase.value
+    status["reason"], status["message"] = reason, message
+    status["observedGeneration"] = generation
+    _clear_fault(status)
+    ok = phase is Phase.SUCCEEDED
+    cond_reason = condition_reason(reason)
+    set_condition(status, "Ready", ok, cond_reason, message, generation, now)
+    set_condition(status, "Reconciling", False, cond_reason, message, generation, now)
+    set_condition(status, "Stalled", not ok, cond_reason, message, generation, now)
+    set_condition(status, "Complete", ok, cond_reason, message, generation, now)
+    set_condition(status, "Failed", not ok, cond_reason, message, generation, now)
+
+
+def _set_progress_conditions(
+    status: Status, generation: int, now: datetime, reason: str, message: str
+) -> None:
+    status["observedGeneration"] = generation
+    cond_reason = condition_reason(reason)
+    set_condition(status, "Ready", False, cond_reason, message, generation, now)
+    set_condition(status, "Reconciling", True, cond_reason, message, generation, now)
+
+
+def condition_reason(text: str) -> str:
+    """Condition reasons are CamelCase identifiers; obshell's dotted errCodes are squashed into one."""
+    squashed = re.sub(r"[^A-Za-z0-9_]", "", text)
+    return squashed if squashed[:1].isalpha() else f"E{squashed}" if squashed else "Unknown"
+
+
+def set_condition(
+    status: Status, kind: str, value: bool, reason: str, message: str, generation: int, now: datetime
+) -> None:
+    """Upsert a condition; lastTransitionTime moves only when its status changes."""
+    conditions: list[dict[str, Any]] = status.setdefault("conditions", [])
+    text = "True" if value else "False"
+    for cond in conditions:
+        if cond.get("type") == kind:
+            if cond.get("status") != text:
+                cond["lastTransitionTime"] = rfc3339(now)
+            cond.update(status=text, reason=reason, message=message[:32768], observedGeneration=generation)
+            return
+    conditions.append(
+        {
+            "type": kind,
+            "status": text,
+            "reason": reason,
+            "message": message[:32768],
+            "observedGeneration": generation,
+            "lastTransitionTime": rfc3339(now),
+        }
+    )

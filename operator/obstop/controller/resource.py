@@ -1,0 +1,134 @@
+"""The ObStopRequest custom resource: its coordinates and a typed view of its spec.
+
+deploy/crds/ is the source of truth for the schema; this model re-checks what the controller relies on, so a
+request that slipped past admission (an API server without CEL, a CRD applied late) still gets a clear error.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from obstop.obshell import InvalidAddress, Scope, ScopeType, StopParams, parse_endpoint
+from obstop.obshell.address import split_host_port
+from obstop.obshell.ids import decode as decode_generic_id
+
+GROUP = "obshell.oceanbase.com"
+VERSION = "v1alpha1"
+PLURAL = "obstoprequests"
+KIND = "ObStopRequest"
+
+
+class Phase(StrEnum):
+    PENDING = "Pending"
+    SUBMITTED = "Submitted"
+    RUNNING = "Running"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+
+    @property
+    def terminal(self) -> bool:
+        return self in (Phase.SUCCEEDED, Phase.FAILED)
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="ignore", populate_by_name=True, frozen=True)
+
+
+class SecretKeyRef(_Spec):
+    name: Annotated[str, Field(min_length=1, max_length=253)]
+    key: Annotated[str, Field(min_length=1, max_length=253)] = "password"
+
+
+class CaSecretRef(_Spec):
+    name: Annotated[str, Field(min_length=1, max_length=253)]
+    key: Annotated[str, Field(min_length=1, max_length=253)] = "ca.crt"
+
+
+class ObshellRef(_Spec):
+    address: str
+    password_secret_ref: SecretKeyRef = Field(alias="passwordSecretRef")
+    ca_secret_ref: CaSecretRef | None = Field(None, alias="caSecretRef")
+    insecure_skip_tls_verify: bool = Field(False, alias="insecureSkipTLSVerify")
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        try:
+            parse_endpoint(value)
+        except InvalidAddress as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
+
+class ScopeSpec(_Spec):
+    type: ScopeType
+    target: list[str] = Field(default_factory=list)
+
+
+class ObStopRequestSpec(_Spec):
+    obshell: ObshellRef
+    scope: ScopeSpec
+    force: bool = False
+    terminate: bool = False
+    force_pass_dag: list[str] = Field(default_factory=list, alias="forcePassDag")
+    active_deadline_seconds: Annotated[int, Field(ge=1)] | None = Field(None, alias="activeDeadlineSeconds")
+
+    @model_validator(mode="after")
+    def _rules(self) -> ObStopRequestSpec:
+        # The same rules as the CRD's CEL, for API servers that did not enforce them.
+        kind, targets = self.scope.type, self.scope.target
+        if kind is ScopeType.GLOBAL and targets:
+            raise ValueError("scope.target must be empty for a GLOBAL stop")
+        if kind is not ScopeType.GLOBAL and not targets:
+            raise ValueError(
+                f"scope.target must name at least one {'zone' if kind is ScopeType.ZONE else 'server'}"
+            )
+        if len(set(targets)) != len(targets):
+            raise ValueError("scope.target has duplicate entries")
+        if kind is ScopeType.SERVER:
+            for target in targets:
+                try:
+                    split_host_port(target, what=f"scope.target {target!r}")
+                except InvalidAddress as exc:
+                    raise ValueError(str(exc)) from None
+        if kind is ScopeType.GLOBAL and not (self.force or self.terminate):
+            raise ValueError("a GLOBAL stop needs force or terminate")
+        if self.force and self.terminate:
+            raise ValueError("force and terminate cannot both be set")
+        for dag_id in self.force_pass_dag:
+            decode_generic_id(dag_id)
+        return self
+
+    def stop_params(self) -> StopParams:
+        return StopParams(
+            scope=Scope(type=self.scope.type, target=list(self.scope.target)),
+            force=self.force,
+            terminate=self.terminate,
+            force_pass_dag=list(self.force_pass_dag),
+        )
+
+    @property
+    def mode(self) -> str:
+        return "force" if self.force else "terminate" if self.terminate else "immediate"
+
+
+class InvalidSpec(ValueError):
+    """The spec cannot be acted on; the message is written to status."""
+
+
+def parse_spec(raw: object) -> ObStopRequestSpec:
+    """Parse `.spec`, turning pydantic's report into one readable sentence."""
+    try:
+        return ObStopRequestSpec.model_validate(raw)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors()[:5]:
+            where = ".".join(str(p) for p in err["loc"])
+            text = str(err["msg"]).removeprefix("Value error, ")
+            problems.append(f"spec.{where}: {text}" if where else f"spec: {text}")
+        raise InvalidSpec("; ".join(problems)) from None
+    except ValueError as exc:  # InvalidGenericId raised inside a validator
+        raise InvalidSpec(f"spec: {exc}") from None

@@ -1,0 +1,55 @@
+"""Reading the password (and CA bundle) Secret named by a request, in the request's namespace only.
+
+The kubernetes client is synchronous; calls run in a worker thread. Values are returned as SecretStr so that
+they cannot leak through a repr or a log line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+from typing import Any
+
+from pydantic import SecretStr
+
+
+class SecretUnavailable(Exception):
+    """The Secret or its key cannot be read now; may resolve once someone creates it (a transient fault)."""
+
+
+class SecretReader:
+    def __init__(self, api: Any) -> None:
+        self._api = api  # kubernetes.client.CoreV1Api
+
+    @classmethod
+    def from_environment(cls) -> SecretReader:
+        from kubernetes import client, config
+
+        try:
+            config.load_incluster_config()  # type: ignore[no-untyped-call]
+        except config.ConfigException:
+            config.load_kube_config()  # type: ignore[no-untyped-call]
+        return cls(client.CoreV1Api())
+
+    async def read(self, namespace: str, name: str, key: str) -> SecretStr:
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            secret = await asyncio.to_thread(self._api.read_namespaced_secret, name, namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                raise SecretUnavailable(f"Secret {namespace}/{name} not found") from None
+            if exc.status == 403:
+                raise SecretUnavailable(f"not allowed to read Secret {namespace}/{name} (RBAC)") from None
+            raise SecretUnavailable(f"cannot read Secret {namespace}/{name}: HTTP {exc.status}") from None
+        except Exception as exc:  # connection errors of the API client: the API server may be restarting
+            raise SecretUnavailable(f"cannot read Secret {namespace}/{name}: {type(exc).__name__}") from None
+        data = secret.data or {}
+        if key not in data:
+            raise SecretUnavailable(f"Secret {namespace}/{name} has no key {key!r}")
+        try:
+            value = base64.b64decode(data[key], validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            raise SecretUnavailable(f"Secret {namespace}/{name} key {key!r} is not UTF-8 text") from None
+        return SecretStr(value)

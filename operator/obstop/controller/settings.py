@@ -1,0 +1,99 @@
+"""The controller's settings, in one place: defaults, environment variables (OBSTOP_*), then `obstop run` flags.
+
+The Helm chart sets the environment; flags are for running by hand.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+
+class SettingsError(ValueError):
+    """A setting with a value that cannot be used; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    # Namespaces to watch; empty means the whole cluster.
+    namespaces: tuple[str, ...] = ()
+    log_level: str = "INFO"
+    log_format: str = "text"  # text | json
+    # DAG polling adapts to the DAG's pace within these bounds (seconds).
+    poll_min_seconds: float = 0.2
+    poll_max_seconds: float = 5.0
+    # One HTTP call to an agent may take this long (seconds).
+    obshell_timeout_seconds: float = 10.0
+    # Transient faults are retried with exponential back-off within these bounds (seconds).
+    retry_initial_seconds: float = 1.0
+    retry_max_seconds: float = 60.0
+    # After a stop whose answer was lost, wait this long before looking for its DAG on the agent (seconds).
+    lookup_grace_seconds: float = 2.0
+    # A DAG that started this long before our submission was recorded may still be ours (clock skew).
+    lookup_clock_skew_seconds: float = 5.0
+    # At most this many concurrent HTTP calls to one agent.
+    agent_concurrency: int = 4
+    # Health (/healthz) and metrics (/metrics) HTTP endpoint.
+    health_port: int = 8080
+    # Run with Kopf peering (several replicas, one active) under this peering name; empty = standalone.
+    peering: str = ""
+    # Kopf's progress annotations and our events use this prefix.
+    annotation_prefix: str = "obstop.oceanbase.com"
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.log_format not in ("text", "json"):
+            raise SettingsError(f"OBSTOP_LOG_FORMAT must be text or json, not {self.log_format!r}")
+        if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+            raise SettingsError(
+                f"OBSTOP_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, not {self.log_level!r}"
+            )
+        for name in (
+            "poll_min_seconds",
+            "poll_max_seconds",
+            "obshell_timeout_seconds",
+            "retry_initial_seconds",
+        ):
+            if getattr(self, name) <= 0:
+                raise SettingsError(f"OBSTOP_{name.upper()} must be positive")
+        if self.poll_min_seconds > self.poll_max_seconds:
+            raise SettingsError("OBSTOP_POLL_MIN_SECONDS must not exceed OBSTOP_POLL_MAX_SECONDS")
+        if self.retry_initial_seconds > self.retry_max_seconds:
+            raise SettingsError("OBSTOP_RETRY_INITIAL_SECONDS must not exceed OBSTOP_RETRY_MAX_SECONDS")
+        if self.agent_concurrency < 1:
+            raise SettingsError("OBSTOP_AGENT_CONCURRENCY must be at least 1")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            if f.name == "extra":
+                continue
+            raw = env.get(f"OBSTOP_{f.name.upper()}")
+            if raw is None or raw == "":
+                continue
+            values[f.name] = _convert(f.name, raw, type(getattr(cls(), f.name)))
+        return cls(**values)
+
+    def override(self, **changes: Any) -> Settings:
+        """Apply command-line flags that were given (None means not given)."""
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+def _convert(name: str, raw: str, kind: type) -> Any:
+    var = f"OBSTOP_{name.upper()}"
+    try:
+        if kind is tuple:
+            return tuple(part.strip() for part in raw.split(",") if part.strip())
+        if kind is bool:
+            return raw.strip().lower() in ("1", "true", "yes", "on")
+        if kind is int:
+            return int(raw)
+        if kind is float:
+            return float(raw)
+    except ValueError:
+        raise SettingsError(f"{var}={raw!r} is not a valid {kind.__name__}") from None
+    return raw.strip()
