@@ -15,7 +15,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], type=str.upper)
     parser.add_argument("--log-format", choices=["text", "json"])
-    parser.add_argument("--health-port", type=int, help="port of /healthz (0 disables; default 8080)")
+    parser.add_argument(
+        "--health-port", type=int, help="port of /healthz and /metrics (0 disables; default 8080)"
+    )
     parser.add_argument(
         "--peering", help="Kopf peering name: run several replicas, one active (default: standalone)"
     )
@@ -48,7 +50,6 @@ def main(args: argparse.Namespace) -> int:
         log_refkey="k8s",
     )
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per HTTP call is too much at INFO
-    liveness = f"http://0.0.0.0:{settings.health_port}/healthz" if settings.health_port else None
     asyncio.run(
         kopf.operator(
             registry=registry,
@@ -57,7 +58,6 @@ def main(args: argparse.Namespace) -> int:
             namespaces=settings.namespaces,
             standalone=not settings.peering,
             peering_name=settings.peering or None,
-            liveness_endpoint=liveness,
         )
     )
     return 0

@@ -13,6 +13,7 @@ from typing import Any
 
 import kopf
 
+from obstop.controller.metrics import Metrics, serve
 from obstop.controller.operation import Controller, Request
 from obstop.controller.reconcile import Decision
 from obstop.controller.resource import GROUP, PLURAL, VERSION
@@ -61,7 +62,10 @@ def configure_kopf(kopf_settings: kopf.OperatorSettings, settings: Settings) -> 
 async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     ours: Settings = memo["settings"]
     configure_kopf(settings, ours)
-    memo["controller"] = Controller(ours, memo.get("secrets") or SecretReader.from_environment())
+    metrics = Metrics()
+    memo["controller"] = Controller(ours, memo.get("secrets") or SecretReader.from_environment(), metrics)
+    if ours.health_port:
+        memo["health"] = await serve(metrics, ours.health_port)
 
 
 @kopf.on.cleanup(registry=registry)
@@ -69,6 +73,16 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     controller: Controller | None = memo.get("controller")
     if controller is not None:
         await controller.aclose()
+    if memo.get("health") is not None:
+        await memo["health"].cleanup()
+
+
+@kopf.on.delete(GROUP, VERSION, PLURAL, registry=registry, optional=True)
+async def forget_request(meta: kopf.Meta, memo: kopf.Memo, **_: Any) -> None:
+    """Optional: adds no finalizer, so a deletion never waits for the controller; only tidies its memory."""
+    controller: Controller | None = memo.get("controller")
+    if controller is not None:
+        controller.forget(meta.uid or "")
 
 
 @kopf.on.create(GROUP, VERSION, PLURAL, id=HANDLER_ID, registry=registry, retries=None)

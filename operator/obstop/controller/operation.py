@@ -20,6 +20,7 @@ import httpx
 from pydantic import SecretStr
 
 from obstop.controller import reconcile
+from obstop.controller.metrics import Metrics
 from obstop.controller.reconcile import Decision, Step
 from obstop.controller.resource import InvalidSpec, ObStopRequestSpec, parse_spec
 from obstop.controller.secrets import SecretReader, SecretUnavailable
@@ -70,9 +71,10 @@ class Request:
 class Controller:
     """Shared state of the running controller: settings, HTTP pools, key cache, per-request pace."""
 
-    def __init__(self, settings: Settings, secrets: SecretReader) -> None:
+    def __init__(self, settings: Settings, secrets: SecretReader, metrics: Metrics | None = None) -> None:
         self.settings = settings
         self.secrets = secrets
+        self.metrics = metrics or Metrics()
         self.keys = KeyCache()
         self._http: dict[str, httpx.AsyncClient] = {}
         self._agent_slots: dict[str, asyncio.Semaphore] = {}
@@ -86,6 +88,26 @@ class Controller:
     # ----------------------------------------------------------------------------------------------
 
     async def step(self, req: Request, logger: logging.Logger | logging.LoggerAdapter[Any]) -> Decision:
+        decision = await self._step(req, logger)
+        self._account(req, decision)
+        return decision
+
+    def _account(self, req: Request, decision: Decision) -> None:
+        old, new = req.status, decision.status
+        phase = new.get("phase")
+        self.metrics.phase(req.uid, phase)
+        if int(new.get("attempts") or 0) > int(old.get("attempts") or 0):
+            self.metrics.retries.labels(str(new.get("reason") or "unknown")).inc()
+        if phase in ("Succeeded", "Failed") and old.get("phase") not in ("Succeeded", "Failed"):
+            started = reconcile.parse_time(new.get("startTime"))
+            seconds = (datetime.now(UTC) - started).total_seconds() if started else None
+            self.metrics.finished(req.uid, str(phase), seconds)
+
+    def forget(self, uid: str) -> None:
+        self.metrics.forget(uid)
+        self._clocks.pop(uid, None)
+
+    async def _step(self, req: Request, logger: logging.Logger | logging.LoggerAdapter[Any]) -> Decision:
         now = datetime.now(UTC)
         status = req.status
         step = reconcile.next_step(status)
@@ -126,12 +148,15 @@ class Controller:
     ) -> Decision:
         status, settings = req.status, self.settings
         try:
-            earlier = await self._find_earlier_dag(client, status["submission"])
+            with self.metrics.call("unfinished_dags"):
+                earlier = await self._find_earlier_dag(client, status["submission"])
             if earlier is not None:
                 logger.info("adopting stop DAG %s of an unanswered submission", earlier.id)
                 self._clocks[req.uid] = _StageClock(earlier.stage, time.monotonic())
                 return reconcile.submitted(status, earlier, req.generation, now, settings, adopted=True)
-            dag = await client.stop(spec.stop_params())
+            with self.metrics.call("stop"):
+                self.metrics.submitted.inc()
+                dag = await client.stop(spec.stop_params())
         except ObshellTransportError as exc:
             decision = reconcile.fault(status, exc, req.generation, now, settings)
             if exc.maybe_delivered:
@@ -172,7 +197,9 @@ class Controller:
         status, settings = req.status, self.settings
         dag_id = status["dag"]["id"]
         try:
-            dag = await client.get_dag(dag_id, details=True)
+            self.metrics.poll(req.uid)
+            with self.metrics.call("get_dag"):
+                dag = await client.get_dag(dag_id, details=True)
         except ObshellError as exc:
             if exc.transient:
                 return reconcile.fault(status, exc, req.generation, now, settings)
