@@ -1,0 +1,36 @@
+"""A simulated obshell cluster over real HTTP on loopback (fact sheet §6): auth, envelope, stop validation,
+"Stop OB" DAGs with their sub-DAGs and locks, DAG queries and operators, and fault injection.
+
+    async with ObshellSimulator(SimulatorConfig(password="pw", zones=3, stage_seconds=0.05)) as sim:
+        agent = sim.clusters[0].agents[0]          # agent.address == "127.0.0.1:<port>", agent.url
+        ... ObshellClient(agent.url, "pw") ...
+        sim.faults.fail_stop("Make sure all agents are ready", "Some.Code", "why")
+        assert len(sim.landed_stops()) == 1
+
+`SimulatorThread` runs the same in a thread for synchronous code; `obstop sim` runs it as a process.
+Uses the client's wire helpers (obstop.obshell.crypto, .ids), never the controller.
+"""
+
+from obstop.testing.obshell_sim.cluster import SimAgent, SimCluster
+from obstop.testing.obshell_sim.dags import Dag, Node, SubTask
+from obstop.testing.obshell_sim.faults import Faults, StopFailure
+from obstop.testing.obshell_sim.simulator import (
+    ObshellSimulator,
+    SimulatorConfig,
+    SimulatorThread,
+    StopRecord,
+)
+
+__all__ = [
+    "Dag",
+    "Faults",
+    "Node",
+    "ObshellSimulator",
+    "SimAgent",
+    "SimCluster",
+    "SimulatorConfig",
+    "SimulatorThread",
+    "StopFailure",
+    "StopRecord",
+    "SubTask",
+]

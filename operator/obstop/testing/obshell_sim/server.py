@@ -1,0 +1,370 @@
+"""The HTTP face of one simulated agent (aiohttp): auth, routes, envelope, fault hooks, control routes.
+
+Every request goes through one handler so that the order of checks is exactly obshell's: header decrypt
+(every route), body decrypt, route lookup (404), then verification on protected routes (§2.3, §6 item 5).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+import socket
+import ssl
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from obstop.obshell import crypto
+from obstop.testing.obshell_sim.cluster import SimAgent
+from obstop.testing.obshell_sim.wire import ApiError, api_error, envelope, new_trace_id
+
+if TYPE_CHECKING:
+    from obstop.testing.obshell_sim.simulator import ObshellSimulator
+
+HEADER_ROOT = "X-OCS-Header"
+HEADER_AGENT = "X-OCS-Agent-Header"
+HEADER_TRACE = "X-OBSHELL-Trace-ID"
+CONTROL_PREFIX = "/__sim__/"
+STOP_PATH = "/api/v1/ob/stop"
+_TRUE = {"1", "t", "T", "TRUE", "true", "True"}
+_FALSE = {"0", "f", "F", "FALSE", "false", "False"}
+
+
+@dataclass
+class SignedHeader:
+    """The decrypted X-OCS(-Agent)-Header. Never logged: it holds the password."""
+
+    name: str
+    auth: str
+    ts: str
+    uri: str
+    keys: bytes
+
+    def __repr__(self) -> str:
+        return f"SignedHeader({self.name}, uri={self.uri!r}, ts={self.ts!r}, auth=***)"
+
+
+@dataclass
+class Call:
+    """One request after decryption, as the route handlers see it."""
+
+    request: web.Request
+    header: SignedHeader | None
+    body: bytes
+
+    def json_body(self) -> Any:
+        try:
+            return json.loads(self.body) if self.body else None
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise api_error(
+                "Common.BindJsonFailed", f"invalid character in JSON: {type(exc).__name__}"
+            ) from None
+
+
+Handler = Callable[[Call], Awaitable[Any]]
+
+
+class AgentServer:
+    """Serves one SimAgent on its own socket; can be stopped and started again on the same port."""
+
+    def __init__(self, agent: SimAgent, sim: ObshellSimulator, ssl_context: ssl.SSLContext | None) -> None:
+        self.agent = agent
+        self.sim = sim
+        self._ssl = ssl_context
+        self._runner: web.AppRunner | None = None
+        # (method, path) → (handler, needs auth). DAG routes with an id are matched in _route().
+        self._routes: dict[tuple[str, str], tuple[Handler, bool]] = {
+            ("GET", "/api/v1/secret"): (self._secret, False),
+            ("GET", "/api/v1/info"): (self._info, False),
+            ("GET", "/api/v1/status"): (self._status, False),
+            ("POST", "/api/v1/status"): (self._status, False),
+            ("GET", "/api/v1/time"): (self._time, False),
+            ("POST", STOP_PATH): (self._stop, True),
+            ("GET", "/api/v1/task/dag/unfinish"): (self._cluster_unfinished, True),
+            ("GET", "/api/v1/task/dag/agent/unfinish"): (self._agent_unfinished, True),
+            ("GET", "/api/v1/task/dag/maintain/agents"): (self._maintain_agents, True),
+            ("GET", "/api/v1/agents/status"): (self._agents_status, True),
+        }
+
+    # ----------------------------------------------------------------------------------------------
+    # Lifecycle
+
+    async def start(self, sock: socket.socket | None = None) -> None:
+        if sock is None:
+            sock = bind_socket(self.agent.ip, self.agent.port)
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.2)
+        await runner.setup()
+        await web.SockSite(runner, sock, ssl_context=self._ssl).start()
+        self._runner = runner
+        self.agent.serving = True
+        scheme = "https" if self._ssl else "http"
+        self.agent.url = f"{scheme}://{self.agent.address}"
+
+    async def stop(self) -> None:
+        self.agent.serving = False
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()
+
+    # ----------------------------------------------------------------------------------------------
+    # The one handler
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        if request.path.startswith(CONTROL_PREFIX):
+            return await self.sim.control(request)
+        started = time.monotonic()
+        given_trace = request.headers.get(HEADER_TRACE, "")
+        trace = given_trace or ("" if request.path == "/api/v1/status" else new_trace_id())
+        faults = self.sim.faults.take_request_faults(self.agent.address, request.method, request.path)
+        status, data, error = 200, None, None
+        if faults.error:
+            error = api_error("Common.Unexpected", "Internal Server Error")
+            status = error.status
+        else:
+            try:
+                data = await self._dispatch(request, dropped=faults.drop)
+            except ApiError as exc:
+                status, error = exc.status, exc
+        if faults.delay:
+            await asyncio.sleep(faults.delay)
+        if faults.drop and request.transport is not None:
+            # Executed, but the answer never leaves: the client sees the connection close.
+            request.transport.abort()
+            raise asyncio.CancelledError
+        duration = int((time.monotonic() - started) * 1000)
+        body = envelope(status, trace_id=trace, duration_ms=duration, data=data, error=error)
+        return web.Response(status=status, body=body, content_type="application/json")
+
+    async def _dispatch(self, request: web.Request, *, dropped: bool) -> Any:
+        header = self._decrypt_header(request)
+        raw_body = await request.read()
+        body = self._decrypt_body(header, raw_body) if header is not None and raw_body else raw_body
+        handler, protected = self._route(request.method, request.path)
+        record = self.sim.new_stop_record(self.agent, dropped) if handler == self._stop else None
+        try:
+            if protected:
+                self._verify(header, request)
+            call = Call(request, header, body)
+            if record is not None:
+                record.params = _json_or_none(body)
+            result = await handler(call)
+        except ApiError as exc:
+            if record is not None:
+                record.status, record.error = exc.status, exc.err_code
+            raise
+        if record is not None and isinstance(result, dict):
+            record.dag_id = result.get("id")
+        return result
+
+    def _route(self, method: str, path: str) -> tuple[Handler, bool]:
+        found = self._routes.get((method, path))
+        if found is not None:
+            return found
+        prefix = "/api/v1/task/dag/"
+        if path.startswith(prefix) and "/" not in path[len(prefix) :] and len(path) > len(prefix):
+            if method == "GET":
+                return self._get_dag, True
+            if method == "POST":
+                return self._operate_dag, True
+        return self._not_found, False
+
+    # ----------------------------------------------------------------------------------------------
+    # Auth (§2.3)
+
+    def _decrypt_header(self, request: web.Request) -> SignedHeader | None:
+        name = HEADER_AGENT if HEADER_AGENT in request.headers else HEADER_ROOT
+        value = request.headers.get(name)
+        if value is None:
+            return None
+        try:
+            plain = crypto.rsa_decrypt(self.agent.key, value)
+        except crypto.CryptoError:
+            raise api_error(
+                "Security.Authentication.Header.DecryptFailed", "crypto/rsa: decryption error"
+            ) from None
+        try:
+            fields = json.loads(plain)
+        except (ValueError, UnicodeDecodeError):
+            raise api_error(
+                "Security.Authentication.Header.DecryptFailed", "invalid character in header JSON"
+            ) from None
+        if not isinstance(fields, dict):
+            raise api_error(
+                "Security.Authentication.Header.DecryptFailed",
+                f"json: cannot unmarshal {type(fields).__name__} into Go value of type secure.HttpHeader",
+            )
+        lowered = {
+            str(key).lower(): val for key, val in fields.items()
+        }  # Go matches names case-insensitively
+        text: dict[str, str] = {}
+        for key in ("auth", "ts", "uri", "keys"):
+            val = lowered.get(key)
+            if val is not None and not isinstance(val, str):
+                raise api_error(
+                    "Security.Authentication.Header.DecryptFailed",
+                    f"json: cannot unmarshal {_json_kind(val)} into Go struct field HttpHeader.{key.capitalize()}"
+                    f" of type {'[]uint8' if key == 'keys' else 'string'}",
+                )
+            text[key] = val or ""
+        try:
+            keys = base64.b64decode(text["keys"], validate=True)
+        except (binascii.Error, ValueError):
+            raise api_error(
+                "Security.Authentication.Header.DecryptFailed", "illegal base64 data in Keys"
+            ) from None
+        return SignedHeader(name, text["auth"], text["ts"], text["uri"], keys)
+
+    @staticmethod
+    def _decrypt_body(header: SignedHeader, raw: bytes) -> bytes:
+        if len(header.keys) < crypto.AES_KEY_SIZE + crypto.AES_BLOCK_SIZE:
+            raise api_error("Request.Body.Decrypt.AES.KeyAndIv.Invalid")
+        try:
+            cipher = base64.b64decode(raw, validate=True)
+        except (binascii.Error, ValueError):
+            cipher = b""  # obshell ignores the base64 error; the length check below refuses it
+        if not cipher or len(cipher) % crypto.AES_BLOCK_SIZE:
+            raise api_error("Request.Body.Decrypt.AES.ContentLength.Invalid")
+        try:
+            return crypto.aes_decrypt(header.keys, raw)
+        except crypto.CryptoError:
+            return b""  # bad padding: obshell binds garbage, which fails as JSON
+
+    def _verify(self, header: SignedHeader | None, request: web.Request) -> None:
+        if header is None:
+            raise api_error("Request.Header.NotFound")
+        if header.uri != request.raw_path:
+            raise api_error("Security.Authentication.Header.UriMismatch")
+        now = int(time.time())
+        if header.auth != "":
+            try:
+                expiry = int(header.ts)
+            except ValueError:
+                raise api_error(
+                    "Security.Authentication.Timestamp.Invalid", header.ts, "strconv.ParseInt: invalid syntax"
+                ) from None
+            if now > expiry:
+                raise api_error("Security.Authentication.Expired")
+        if header.name == HEADER_AGENT:
+            if not self.sim.agent_password_matches(header.auth):
+                if self.sim.has_agent_password:
+                    raise api_error("Security.Authentication.IncorrectAgentPassword")
+                raise api_error("Security.Authentication.WithOceanBasePassword", "agent password is not set")
+            return
+        if not self.agent.cluster.password_matches(header.auth):
+            raise api_error("Security.Authentication.IncorrectOceanbasePassword")
+
+    # ----------------------------------------------------------------------------------------------
+    # Routes
+
+    async def _not_found(self, call: Call) -> Any:
+        raise api_error("Common.NotFound", "404 not found")
+
+    async def _secret(self, call: Call) -> Any:
+        return {
+            "ip": self.agent.ip,
+            "port": self.agent.port,
+            "public_key": crypto.dump_public_key(self.agent.key.public_key()),
+        }
+
+    async def _info(self, call: Call) -> Any:
+        return self.agent.info_wire(self.sim.config.version)
+
+    async def _status(self, call: Call) -> Any:
+        return self.agent.status_wire(self.sim.config.version)
+
+    async def _time(self, call: Call) -> Any:
+        return int(time.time())
+
+    async def _stop(self, call: Call) -> Any:
+        cluster = self.agent.cluster
+        request = cluster.validate_stop(call.json_body(), self.agent)
+        dag = cluster.create_stop(
+            self.agent, request, lambda names: self.sim.faults.take_stop_failure(self.agent.address, names)
+        )
+        return dag.to_wire(details=False)
+
+    async def _get_dag(self, call: Call) -> Any:
+        generic_id = call.request.path.rsplit("/", 1)[1]
+        details = _parse_bool(call.request.query.get("show_details", "true"))
+        _, dag = self.agent.cluster.resolve(generic_id, self.agent)
+        return dag.to_wire(details=details)
+
+    async def _operate_dag(self, call: Call) -> Any:
+        generic_id = call.request.path.rsplit("/", 1)[1]
+        _, dag = self.agent.cluster.resolve(generic_id, self.agent)
+        body = call.json_body()
+        operator = (
+            next((v for k, v in body.items() if k.lower() == "operator"), "")
+            if isinstance(body, dict)
+            else ""
+        )
+        self.agent.cluster.operate(dag, operator)
+        return None
+
+    async def _agent_unfinished(self, call: Call) -> Any:
+        return [dag.to_wire(details=False) for dag in self.agent.cluster.unfinished(self.agent)]
+
+    async def _cluster_unfinished(self, call: Call) -> Any:
+        cluster = self.agent.cluster
+        reachable = [a for a in cluster.agents if a.serving or a is self.agent]
+        return [dag.to_wire(details=False) for agent in reachable for dag in cluster.unfinished(agent)]
+
+    async def _maintain_agents(self, call: Call) -> Any:
+        result = []
+        for agent in self.agent.cluster.agents:
+            maintenance = [dag for dag in agent.dags.values() if dag.maintenance_type == 2]
+            if maintenance:
+                result.append(maintenance[-1].to_wire(details=False))
+        return result
+
+    async def _agents_status(self, call: Call) -> Any:
+        version = self.sim.config.version
+        return {a.address: a.status_wire(version) for a in self.agent.cluster.agents if a.serving}
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+        sock.listen(128)
+    except OSError:
+        sock.close()
+        raise
+    sock.setblocking(False)
+    return sock
+
+
+def _parse_bool(text: str) -> bool:
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise api_error(
+        "Common.IllegalArgument", "show_details", f"strconv.ParseBool: parsing {text!r}: invalid syntax"
+    )
+
+
+def _json_kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, list):
+        return "array"
+    return "object" if isinstance(value, dict) else "value"
+
+
+def _json_or_none(body: bytes) -> Any:
+    try:
+        return json.loads(body) if body else None
+    except (ValueError, UnicodeDecodeError):
+        return None

@@ -1,0 +1,380 @@
+"""The simulator: N*M obshell agents per cluster, K clusters, on loopback; in-process or in a thread."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import ssl
+import threading
+import time
+from collections.abc import Coroutine, Iterator
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from aiohttp import web
+
+from obstop.testing.obshell_sim import keys
+from obstop.testing.obshell_sim.cluster import SimAgent, SimCluster
+from obstop.testing.obshell_sim.dags import Dag
+from obstop.testing.obshell_sim.faults import Faults
+from obstop.testing.obshell_sim.server import AgentServer, bind_socket
+
+_T = TypeVar("_T")
+DEFAULT_VERSION = "4.5.0.0-100000012025061012"
+
+
+@dataclass(frozen=True)
+class SimulatorConfig:
+    """What to simulate. `base_port=0` picks free ports (not necessarily consecutive); otherwise agents
+    take consecutive ports from `base_port`, cluster after cluster."""
+
+    password: str = field(repr=False)
+    zones: int = 3
+    servers_per_zone: int = 1
+    clusters: int = 1
+    stage_seconds: float = 1.0
+    key_bits: int = 1024
+    host: str = "127.0.0.1"
+    base_port: int = 0
+    ssl_context: ssl.SSLContext | None = None
+    agent_password: str | None = field(default=None, repr=False)
+    version: str = DEFAULT_VERSION
+
+    def __post_init__(self) -> None:
+        if self.zones < 1 or self.servers_per_zone < 1 or self.clusters < 1:
+            raise ValueError("zones, servers_per_zone and clusters must be at least 1")
+        if self.stage_seconds < 0:
+            raise ValueError("stage_seconds must not be negative")
+        if self.key_bits not in keys.SUPPORTED_KEY_BITS:
+            raise ValueError(f"key_bits must be one of {keys.SUPPORTED_KEY_BITS}")
+
+
+@dataclass
+class StopRecord:
+    """One POST /api/v1/ob/stop as an agent received it. `params` is the decrypted body (no password in it);
+    `dag_id` is set when a DAG was created ("the stop landed"), `error` is the errCode otherwise."""
+
+    agent: str
+    cluster: str
+    time: float
+    params: Any = None
+    status: int = 200
+    dag_id: str | None = None
+    error: str | None = None
+    dropped: bool = False  # the answer was never sent (fault injection)
+
+    @property
+    def landed(self) -> bool:
+        return self.dag_id is not None
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "agent": self.agent,
+            "cluster": self.cluster,
+            "time": self.time,
+            "params": self.params,
+            "status": self.status,
+            "dagId": self.dag_id,
+            "error": self.error,
+            "dropped": self.dropped,
+        }
+
+
+class ObshellSimulator:
+    """Simulated obshell agents over real HTTP on loopback. Use `async with ObshellSimulator(cfg) as sim:`."""
+
+    def __init__(self, config: SimulatorConfig) -> None:
+        self.config = config
+        self.faults = Faults()
+        self.stops: list[StopRecord] = []
+        self.clusters: list[SimCluster] = []
+        self._servers: dict[str, AgentServer] = {}
+
+    def __repr__(self) -> str:
+        return f"ObshellSimulator({self.config!r})"
+
+    async def __aenter__(self) -> ObshellSimulator:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # ----------------------------------------------------------------------------------------------
+    # Lifecycle
+
+    async def start(self) -> None:
+        cfg = self.config
+        port = cfg.base_port
+        try:
+            for index in range(cfg.clusters):
+                cluster = SimCluster(f"cluster{index}", cfg.password, cfg.stage_seconds)
+                self.clusters.append(cluster)
+                for zone in range(1, cfg.zones + 1):
+                    for _ in range(cfg.servers_per_zone):
+                        sock = bind_socket(cfg.host, port)
+                        bound = sock.getsockname()[1]
+                        port = port + 1 if port else 0
+                        agent = SimAgent(
+                            cfg.host, bound, f"zone{zone}", keys.generate_private_key(cfg.key_bits), cluster
+                        )
+                        cluster.agents.append(agent)
+                        server = AgentServer(agent, self, cfg.ssl_context)
+                        self._servers[agent.address] = server
+                        await server.start(sock)
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def stop(self) -> None:
+        for cluster in self.clusters:
+            await cluster.aclose()
+        await asyncio.gather(*(server.stop() for server in self._servers.values()), return_exceptions=True)
+
+    # ----------------------------------------------------------------------------------------------
+    # Looking things up
+
+    @property
+    def agents(self) -> list[SimAgent]:
+        return [agent for cluster in self.clusters for agent in cluster.agents]
+
+    def agent(self, address: str) -> SimAgent:
+        for agent in self.agents:
+            if agent.address == address:
+                return agent
+        raise KeyError(f"no simulated agent at {address}")
+
+    def cluster_for(self, address: str) -> SimCluster:
+        return self.agent(address).cluster
+
+    def dag(self, generic_id: str) -> Dag:
+        """A DAG by generic id, wherever it lives (sub-DAGs included)."""
+        for agent in self.agents:
+            for dag in agent.dags.values():
+                if dag.generic_id == generic_id:
+                    return dag
+        raise KeyError(f"no DAG {generic_id}")
+
+    def landed_stops(self, cluster: str | None = None) -> list[StopRecord]:
+        return [r for r in self.stops if r.landed and (cluster is None or r.cluster == cluster)]
+
+    # ----------------------------------------------------------------------------------------------
+    # Actions (fault injection that is not a rule)
+
+    def rotate_key(self, address: str | None = None) -> None:
+        """New RSA key pair(s): headers made with the old public key now get 401 code 1."""
+        for agent in [self.agent(address)] if address else self.agents:
+            agent.key = keys.generate_private_key(self.config.key_bits)
+
+    async def agent_down(self, address: str) -> None:
+        """Stop listening (connection refused); state and key are kept, as in the agent's sqlite."""
+        await self._servers[address].stop()
+
+    async def agent_up(self, address: str) -> None:
+        server = self._servers[address]
+        if not server.agent.serving:
+            await server.start()
+
+    def set_observer(self, address: str, *, running: bool) -> None:
+        """Start or kill the observer beside an agent (obState 3 or 0), e.g. to prepare ForceStopRequired."""
+        self.agent(address).observer_running = running
+
+    def reset(self) -> None:
+        """Clear faults and the stop record, and bring every cluster back to running with no DAGs."""
+        self.faults.clear()
+        self.stops.clear()
+        for cluster in self.clusters:
+            cluster.reset()
+
+    # ----------------------------------------------------------------------------------------------
+    # Hooks used by the agents' servers
+
+    @property
+    def has_agent_password(self) -> bool:
+        return self.config.agent_password is not None
+
+    def agent_password_matches(self, candidate: str) -> bool:
+        return self.config.agent_password is not None and candidate == self.config.agent_password
+
+    def new_stop_record(self, agent: SimAgent, dropped: bool) -> StopRecord:
+        record = StopRecord(agent.address, agent.cluster.name, time.time(), dropped=dropped)
+        self.stops.append(record)
+        return record
+
+    def snapshot(self) -> dict[str, Any]:
+        """The state of every cluster, as GET /__sim__/state shows it."""
+        return {
+            "clusters": [
+                {
+                    "name": cluster.name,
+                    "agents": [
+                        {
+                            "address": agent.address,
+                            "zone": agent.zone,
+                            "serving": agent.serving,
+                            "obState": agent.ob_state,
+                            "serviceStopped": agent.service_stopped,
+                            "underMaintenance": agent.under_maintenance,
+                            "dags": [dag.to_wire(details=False) for dag in agent.dags.values()],
+                        }
+                        for agent in cluster.agents
+                    ],
+                }
+                for cluster in self.clusters
+            ]
+        }
+
+    async def control(self, request: web.Request) -> web.StreamResponse:
+        """/__sim__/...: GET stops|state|faults, POST faults|reset. Plain JSON, no auth (loopback tests only)."""
+        action = request.path.removeprefix("/__sim__/").strip("/")
+        try:
+            if request.method == "GET" and action == "stops":
+                return web.json_response({"stops": [r.to_wire() for r in self.stops]})
+            if request.method == "GET" and action == "state":
+                return web.json_response(self.snapshot())
+            if request.method == "GET" and action == "faults":
+                return web.json_response({"faults": self.faults.describe()})
+            if request.method == "POST" and action == "reset":
+                self.reset()
+                return web.json_response({"ok": True})
+            if request.method == "POST" and action == "faults":
+                spec = json.loads(await request.read() or b"{}")
+                if not isinstance(spec, dict):
+                    raise ValueError("expected a JSON object")
+                await self._apply_action(spec)
+                return web.json_response({"ok": True})
+        except (ValueError, KeyError, TypeError) as exc:
+            return web.json_response({"ok": False, "error": f"{type(exc).__name__}: {exc}"}, status=400)
+        return web.json_response({"ok": False, "error": f"no such control route {request.path}"}, status=404)
+
+    async def _apply_action(self, spec: dict[str, Any]) -> None:
+        kind = spec.get("kind")
+        if kind == "rotate_key":
+            self.rotate_key(spec.get("agent"))
+        elif kind == "agent_down":
+            # Let this answer leave first: the agent taken down may be the one serving this request.
+            address = str(spec["agent"])
+            self.agent(address)
+            asyncio.get_running_loop().call_later(
+                0.05, lambda: asyncio.ensure_future(self.agent_down(address))
+            )
+        elif kind == "agent_up":
+            await self.agent_up(str(spec["agent"]))
+        elif kind == "observer":
+            self.set_observer(str(spec["agent"]), running=bool(spec["running"]))
+        else:
+            self.faults.add_from_wire(spec)
+
+
+class SimulatorThread:
+    """The simulator on its own event loop in a daemon thread, for synchronous code and Kopf processes.
+
+    `with SimulatorThread(cfg) as sim:` starts it and stops it. Reading (`stops`, `agents`, `dag(...)`)
+    and injecting (`faults`, which is thread-safe, `rotate_key`, `agent_down`, ...) are synchronous and
+    hop into the simulator's loop where they touch its state.
+    """
+
+    def __init__(self, config: SimulatorConfig) -> None:
+        self.config = config
+        self.simulator = ObshellSimulator(config)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> SimulatorThread:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        self._thread = threading.Thread(target=loop.run_forever, name="obshell-sim", daemon=True)
+        self._thread.start()
+        try:
+            self.call(self.simulator.start())
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        loop, thread = self._loop, self._thread
+        if loop is None or thread is None:
+            return
+        try:
+            if thread.is_alive():
+                self.call(self.simulator.stop())
+        finally:
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join(timeout=10)
+            loop.close()
+            self._loop = self._thread = None
+
+    def call(self, coro: Coroutine[Any, Any, _T], timeout: float = 30) -> _T:
+        """Run a coroutine on the simulator's loop and wait for its result."""
+        if self._loop is None:
+            coro.close()
+            raise RuntimeError("the simulator thread is not running")
+        future: Future[_T] = asyncio.run_coroutine_threadsafe(coro, self._loop)
+        return future.result(timeout)
+
+    def _sync(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        async def run() -> Any:
+            return fn(*args, **kwargs)
+
+        return self.call(run())
+
+    # Reading
+    @property
+    def faults(self) -> Faults:
+        return self.simulator.faults
+
+    @property
+    def clusters(self) -> list[SimCluster]:
+        return self.simulator.clusters
+
+    @property
+    def agents(self) -> list[SimAgent]:
+        return self.simulator.agents
+
+    def stops(self) -> list[StopRecord]:
+        """A copy of the stop record, taken on the loop."""
+        result: list[StopRecord] = self._sync(lambda: list(self.simulator.stops))
+        return result
+
+    def landed_stops(self, cluster: str | None = None) -> list[StopRecord]:
+        result: list[StopRecord] = self._sync(self.simulator.landed_stops, cluster)
+        return result
+
+    def cluster_for(self, address: str) -> SimCluster:
+        return self.simulator.cluster_for(address)
+
+    def dag_wire(self, generic_id: str, *, details: bool = True) -> dict[str, Any]:
+        """A DAG's wire form (a consistent snapshot, unlike the live Dag object)."""
+        result: dict[str, Any] = self._sync(lambda: self.simulator.dag(generic_id).to_wire(details=details))
+        return result
+
+    def snapshot(self) -> dict[str, Any]:
+        result: dict[str, Any] = self._sync(self.simulator.snapshot)
+        return result
+
+    # Injecting
+    def rotate_key(self, address: str | None = None) -> None:
+        self._sync(self.simulator.rotate_key, address)
+
+    def agent_down(self, address: str) -> None:
+        self.call(self.simulator.agent_down(address))
+
+    def agent_up(self, address: str) -> None:
+        self.call(self.simulator.agent_up(address))
+
+    def set_observer(self, address: str, *, running: bool) -> None:
+        self._sync(self.simulator.set_observer, address, running=running)
+
+    def reset(self) -> None:
+        self._sync(self.simulator.reset)
+
+    def iter_agent_addresses(self) -> Iterator[str]:
+        return (agent.address for agent in self.simulator.agents)

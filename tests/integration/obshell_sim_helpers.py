@@ -1,0 +1,79 @@
+"""Helpers for the client<->simulator tests (imported by name: tests are not a package)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+
+from obstop.obshell import DagDetail, ObshellClient, Scope, ScopeType, StopParams, crypto
+from obstop.testing.obshell_sim import SimAgent
+
+PASSWORD = "S3cret-root-pw"
+STAGE_SECONDS = 0.02
+
+
+def stop_params(
+    scope: str = "GLOBAL",
+    targets: list[str] | None = None,
+    *,
+    force: bool = False,
+    terminate: bool = False,
+    force_pass_dag: list[str] | None = None,
+) -> StopParams:
+    return StopParams(
+        scope=Scope(type=ScopeType(scope), target=targets or []),
+        force=force,
+        terminate=terminate,
+        force_pass_dag=force_pass_dag or [],
+    )
+
+
+async def wait_finished(client: ObshellClient, generic_id: str, *, details: bool = True) -> DagDetail:
+    """Poll until the DAG is SUCCEED or FAILED (bounded by the test timeout, not by a clock)."""
+    while True:
+        dag = await client.get_dag(generic_id, details=details)
+        if dag.finished:
+            return dag
+        await asyncio.sleep(STAGE_SECONDS)
+
+
+async def wait_until(predicate: Callable[[], bool]) -> None:
+    while not predicate():
+        await asyncio.sleep(STAGE_SECONDS / 2)
+
+
+def signed_header(
+    agent: SimAgent,
+    *,
+    uri: str,
+    password: str = PASSWORD,
+    ts: Any = None,
+    keys: bytes | None = None,
+    fields: dict[str, Any] | None = None,
+) -> str:
+    """An X-OCS-Header made by hand with the crypto helpers, for the cases a correct client never sends."""
+    header: dict[str, Any] = (
+        fields
+        if fields is not None
+        else {
+            "auth": password,
+            "ts": str(int(time.time()) + 60) if ts is None else ts,
+            "uri": uri,
+            "keys": base64.b64encode(keys if keys is not None else bytes(range(32))).decode(),
+        }
+    )
+    return crypto.rsa_encrypt(agent.key.public_key(), json.dumps(header).encode())
+
+
+def error_of(response: httpx.Response) -> dict[str, Any]:
+    body = response.json()
+    assert body["successful"] is False and body["status"] == response.status_code
+    assert "data" not in body
+    error: dict[str, Any] = body["error"]
+    return error
