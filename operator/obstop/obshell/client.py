@@ -14,6 +14,7 @@ import json
 import secrets
 import ssl
 import time
+from datetime import datetime
 from typing import Any, Final, TypeVar
 
 import httpx
@@ -95,6 +96,10 @@ class ObshellClient:
         self._keys = key_cache if key_cache is not None else KeyCache()
         self._timeout = timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout)
         self._own_http = http is None
+        if isinstance(verify, str):
+            # httpx 0.28 deprecates verify=<path>; a context built from the bundle is the supported form.
+            verify = ssl.create_default_context(cafile=verify)
+        self.last_server_time: datetime | None = None  # from the latest response envelope
         self._http = http or httpx.AsyncClient(verify=verify, timeout=self._timeout, follow_redirects=False)
 
     def __repr__(self) -> str:
@@ -119,6 +124,13 @@ class ObshellClient:
     async def status(self) -> AgentStatus:
         return _parse(AgentStatus, await self._call("GET", "/api/v1/status", auth=False), "agent status")
 
+    async def server_time(self) -> datetime:
+        """The agent's own clock (GET /api/v1/time, unauthenticated): to compare with its DAGs' times."""
+        await self._call("GET", "/api/v1/time", auth=False)
+        if self.last_server_time is None:
+            raise ObshellProtocolError("GET /api/v1/time: no timestamp in the response envelope")
+        return self.last_server_time
+
     async def stop(self, params: StopParams) -> DagDetail:
         """POST /api/v1/ob/stop. Returns the new main DAG (without details). Not idempotent."""
         data = await self._call("POST", "/api/v1/ob/stop", body=params.to_wire())
@@ -131,6 +143,10 @@ class ObshellClient:
     async def unfinished_dags(self) -> list[DagDetail]:
         """Unfinished DAGs of the whole cluster (forwarded to the master before initialisation)."""
         return _parse_list(await self._call("GET", "/api/v1/task/dag/unfinish"))
+
+    async def agent_dags(self) -> list[DagDetail]:
+        """Every local DAG of this agent, finished or not (its history)."""
+        return _parse_list(await self._call("GET", "/api/v1/task/dags/agent"))
 
     async def agent_unfinished_dags(self) -> list[DagDetail]:
         """Unfinished local DAGs of this agent."""
@@ -218,7 +234,18 @@ class ObshellClient:
             raise ObshellTransportError(
                 f"{where}: connection failed ({_describe(exc)})", maybe_delivered=True
             ) from None
-        return parse_envelope(response.status_code, raw, where=where, trace_id=trace_id)
+        data = parse_envelope(response.status_code, raw, where=where, trace_id=trace_id)
+        self.last_server_time = envelope_time(raw)
+        return data
+
+
+def envelope_time(raw: bytes) -> datetime | None:
+    """The agent's clock when it answered: the envelope's `timestamp` (RFC3339 with nanoseconds)."""
+    try:
+        stamp = json.loads(raw).get("timestamp")
+        return datetime.fromisoformat(stamp) if isinstance(stamp, str) else None
+    except (ValueError, AttributeError, TypeError):
+        return None
 
 
 def parse_envelope(http_status: int, raw: bytes, *, where: str = "obshell", trace_id: str = "") -> Any:
