@@ -51,17 +51,22 @@ def test_steps_follow_the_status() -> None:
 
 
 def test_submission_is_recorded_before_anything_is_sent() -> None:
-    decision = reconcile.record_submission({}, "http://10.0.0.1:2886", 1, NOW)
+    agent_now = datetime.fromisoformat("2026-11-23T20:00:07.123456789+08:00")
+    decision = reconcile.record_submission({}, "http://10.0.0.1:2886", agent_now, 1, NOW)
     status = decision.status
     assert status["phase"] == "Pending"
-    assert status["submission"] == {"agent": "http://10.0.0.1:2886", "requestedAt": "2026-11-23T12:00:00Z"}
+    assert status["submission"] == {
+        "agent": "http://10.0.0.1:2886",
+        "requestedAt": "2026-11-23T12:00:00Z",
+        "notBefore": "2026-11-23T20:00:07+08:00",  # the agent's clock, floored to the second
+    }
     assert status["startTime"] == "2026-11-23T12:00:00Z"
     assert conditions(status) == {"Ready": "False", "Reconciling": "True"}
     assert decision.delay == 0
 
 
 def test_submitted_writes_the_dag_and_an_event() -> None:
-    pending = reconcile.record_submission({}, "agent", 1, NOW).status
+    pending = reconcile.record_submission({}, "agent", NOW, 1, NOW).status
     decision = reconcile.submitted(pending, dag("READY", 1), 1, NOW, SETTINGS, adopted=False)
     assert decision.status["phase"] == "Submitted"
     assert decision.status["dag"]["id"] == "22130706433028869"

@@ -13,7 +13,7 @@ import ssl
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -126,11 +126,6 @@ class Controller:
             )
             message = f"not finished within activeDeadlineSeconds={spec.active_deadline_seconds}{where}"
             return reconcile.failed(status, "DeadlineExceeded", message, req.generation, now)
-        if step is Step.RECORD:
-            return reconcile.record_submission(
-                status, str(parse_endpoint(spec.obshell.address)), req.generation, now
-            )
-
         try:
             client = await self._client(req.namespace, spec)
         except SecretUnavailable as exc:
@@ -139,6 +134,8 @@ class Controller:
             client.endpoint.base_url, asyncio.Semaphore(self.settings.agent_concurrency)
         )
         async with slot:
+            if step is Step.RECORD:
+                return await self._record(req, client, now)
             if step is Step.SUBMIT:
                 return await self._submit(req, spec, client, now, logger)
             return await self._poll(req, client, now, logger)
@@ -172,26 +169,49 @@ class Controller:
         self._clocks[req.uid] = _StageClock(dag.stage, time.monotonic())
         return reconcile.submitted(status, dag, req.generation, now, settings, adopted=False)
 
+    async def _record(self, req: Request, client: ObshellClient, now: datetime) -> Decision:
+        """Ask the agent for its clock, then persist the submission before anything is POSTed."""
+        try:
+            with self.metrics.call("server_time"):
+                agent_now = await client.server_time()
+        except ObshellError as exc:
+            return reconcile.fault(req.status, exc, req.generation, now, self.settings)
+        return reconcile.record_submission(
+            req.status, client.endpoint.base_url, agent_now, req.generation, now
+        )
+
     async def _find_earlier_dag(
         self, client: ObshellClient, submission: Mapping[str, Any]
     ) -> DagDetail | None:
         """The stop DAG of an earlier POST whose answer we never saw, if the agent has one.
 
-        The main DAG of a stop lives on the agent that received it and is listed as unfinished while it runs.
-        A DAG started before our submission was recorded (less a margin for clock skew) is someone else's.
+        The main DAG of a stop lives on the agent that received it: listed as unfinished while it runs, and in
+        the agent's history after. Only a DAG the agent started since `notBefore` (its own clock, recorded
+        before the first POST) can be ours.
         """
-        requested = reconcile.parse_time(submission.get("requestedAt"))
-        if requested is None:
+        not_before = reconcile.parse_time(submission.get("notBefore"))
+        if not_before is None:
             return None
-        not_before = requested - timedelta(seconds=self.settings.lookup_clock_skew_seconds)
-        candidates = [
-            dag
-            for dag in await client.agent_unfinished_dags()
-            if dag.name == reconcile.STOP_DAG_NAME
-            and (started := reconcile.parse_time(dag.start_time)) is not None
-            and started >= not_before
-        ]
-        return min(candidates, key=lambda d: d.dag_id, default=None)
+
+        def ours(dags: list[DagDetail]) -> DagDetail | None:
+            candidates = [
+                dag
+                for dag in dags
+                if dag.name == reconcile.STOP_DAG_NAME
+                and (started := reconcile.parse_time(dag.start_time)) is not None
+                and started >= not_before
+            ]
+            return min(candidates, key=lambda d: d.dag_id, default=None)
+
+        found = ours(await client.agent_unfinished_dags())
+        if found is not None:
+            return found
+        try:
+            return ours(await client.agent_dags())
+        except ObshellApiError as exc:
+            if exc.status == 404:  # an agent without the history route: the unfinished list is all we have
+                return None
+            raise
 
     async def _poll(self, req: Request, client: ObshellClient, now: datetime, logger: Any) -> Decision:
         status, settings = req.status, self.settings

@@ -93,10 +93,21 @@ def begin(status: Mapping[str, Any], generation: int, now: datetime) -> Decision
     return Decision(new, delay=0)
 
 
-def record_submission(status: Mapping[str, Any], agent: str, generation: int, now: datetime) -> Decision:
-    """Persist that a stop is about to be sent to `agent`. Written before the POST, never after it."""
+def record_submission(
+    status: Mapping[str, Any], agent: str, agent_now: datetime, generation: int, now: datetime
+) -> Decision:
+    """Persist that a stop is about to be sent to `agent`. Written before the POST, never after it.
+
+    `notBefore` is the agent's own clock at this moment: any stop DAG the agent started since then may be ours,
+    whatever the skew between its clock and ours.
+    """
     new = begin(status, generation, now).status if not status.get("phase") else _copy(status)
-    new["submission"] = {"agent": agent, "requestedAt": rfc3339(now)}
+    _clear_fault(new)
+    new["submission"] = {
+        "agent": agent,
+        "requestedAt": rfc3339(now),
+        "notBefore": agent_now.replace(microsecond=0).isoformat(),
+    }
     return Decision(new, delay=0)
 
 

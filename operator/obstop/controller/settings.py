@@ -31,8 +31,6 @@ class Settings:
     retry_max_seconds: float = 60.0
     # After a stop whose answer was lost, wait this long before looking for its DAG on the agent (seconds).
     lookup_grace_seconds: float = 2.0
-    # A DAG that started this long before our submission was recorded may still be ours (clock skew).
-    lookup_clock_skew_seconds: float = 5.0
     # At most this many concurrent HTTP calls to one agent.
     agent_concurrency: int = 4
     # Health (/healthz) and metrics (/metrics) HTTP endpoint.
