@@ -252,7 +252,7 @@ def parse_envelope(http_status: int, raw: bytes, *, where: str = "obshell", trac
     """Check obshell's response envelope (fact sheet §1.1); return `data` or raise a typed error."""
     try:
         envelope = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: absurdly nested JSON
         envelope = None
     if not isinstance(envelope, dict) or not isinstance(envelope.get("successful"), bool):
         if http_status >= 400:
