@@ -47,7 +47,7 @@ def test_cluster_and_ipv6_ids() -> None:
         "0123",
         "22130706433028869x",
         "-22130706433028869",
-        "２２１３０７０６４３３０２８８６９",  # full-width digits are digits to str.isdigit, not to obshell
+        "\uff12" * 17,  # full-width digits are digits to str.isdigit, not to obshell
         "29999999999028869",  # IPv4 integer out of range
         "22130706433999999",  # port 99999
         " 22130706433028869",
