@@ -608,3 +608,33 @@ def test_a_crd_with_a_broken_rule_is_refused() -> None:
     spec_schema["x-kubernetes-validations"] = [{"rule": "self.replicas >"}]
     with pytest.raises(ValueError, match="does not compile"):
         CrdValidator(broken)
+
+
+def test_the_statuses_the_controller_writes_are_stored_unchanged(validator: CrdValidator) -> None:
+    """The controller's real status decisions go through a status write without a field pruned or refused."""
+    from datetime import UTC, datetime, timedelta
+
+    from obstop.controller import reconcile
+    from obstop.controller.settings import Settings
+
+    stored = validator.admit(request())
+    now = datetime(2025, 6, 1, 10, 0, tzinfo=UTC)
+    agent_clock = datetime(2025, 6, 1, 18, 0, 3, 250000, tzinfo=timezone_plus_8())
+    status = reconcile.begin({}, 1, now).status
+    status = reconcile.record_submission(status, "http://10.0.0.1:2886", agent_clock, 1, now).status
+    status = reconcile.fault(
+        status, "Secret obshell-root not found", 1, now + timedelta(seconds=1), Settings()
+    ).status
+    steps = [
+        status,
+        reconcile.failed(status, "OB.Cluster.ForceStopRequired", "please stop with 'force'", 1, now).status,
+    ]
+    for written in steps:
+        result = validator.admit(status_update(stored, **written), stored, subresource="status")
+        assert result["status"] == written
+
+
+def timezone_plus_8() -> Any:
+    from datetime import timedelta, timezone
+
+    return timezone(timedelta(hours=8))
