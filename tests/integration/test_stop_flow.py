@@ -323,3 +323,15 @@ async def test_agent_restart_keeps_key_and_state(sim: ObshellSimulator, client: 
     # Same key: the client's cached key still works, and the DAG resumes where it was.
     dag = await wait_finished(client, created.id)
     assert dag.succeeded and dag.stage >= stage_while_down
+
+
+async def test_agent_history_lists_finished_dags_and_server_time_is_the_agents_clock(
+    sim: ObshellSimulator, client: ObshellClient
+) -> None:
+    before = await client.server_time()
+    done = await wait_finished(client, (await client.stop(stop_params(force=True))).id)
+    history = await client.agent_dags()
+    assert done.id in {d.id for d in history}
+    assert {d.name for d in history} == {"Stop OB", "Stop observer"}
+    assert await client.agent_unfinished_dags() == []
+    assert before.tzinfo is not None and before <= await client.server_time()

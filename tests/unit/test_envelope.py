@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from obstop.obshell import ObshellApiError, ObshellError, ObshellProtocolError, parse_envelope
+from obstop.obshell.client import envelope_time
 
 
 def _env(**fields: Any) -> bytes:
@@ -126,3 +127,13 @@ def test_any_envelope_like_body_gives_data_or_a_typed_error(
 def test_any_bytes_give_data_or_a_typed_error(status: int, raw: bytes) -> None:
     with contextlib.suppress(ObshellError):
         parse_envelope(status, raw)
+
+
+@pytest.mark.parametrize("raw", [b"[" * 100_000, b'{"timestamp": 5}', b"", b'{"timestamp": "yesterday"}'])
+def test_envelope_time_is_none_for_anything_but_a_timestamp(raw: bytes) -> None:
+    assert envelope_time(raw) is None
+
+
+def test_envelope_time_reads_go_nanoseconds() -> None:
+    stamp = envelope_time(b'{"timestamp": "2025-06-01T10:00:00.123456789+08:00"}')
+    assert stamp is not None and stamp.microsecond == 123456 and stamp.utcoffset() is not None

@@ -244,7 +244,7 @@ def envelope_time(raw: bytes) -> datetime | None:
     try:
         stamp = json.loads(raw).get("timestamp")
         return datetime.fromisoformat(stamp) if isinstance(stamp, str) else None
-    except (ValueError, AttributeError, TypeError):
+    except (ValueError, AttributeError, TypeError, RecursionError):
         return None
 
 

@@ -87,6 +87,7 @@ class AgentServer:
             ("POST", STOP_PATH): (self._stop, True),
             ("GET", "/api/v1/task/dag/unfinish"): (self._cluster_unfinished, True),
             ("GET", "/api/v1/task/dag/agent/unfinish"): (self._agent_unfinished, True),
+            ("GET", "/api/v1/task/dags/agent"): (self._agent_dags, True),
             ("GET", "/api/v1/task/dag/maintain/agents"): (self._maintain_agents, True),
             ("GET", "/api/v1/agents/status"): (self._agents_status, True),
         }
@@ -310,6 +311,9 @@ class AgentServer:
 
     async def _agent_unfinished(self, call: Call) -> Any:
         return [dag.to_wire(details=False) for dag in self.agent.cluster.unfinished(self.agent)]
+
+    async def _agent_dags(self, call: Call) -> Any:
+        return [dag.to_wire(details=False) for dag in self.agent.dags.values()]
 
     async def _cluster_unfinished(self, call: Call) -> Any:
         cluster = self.agent.cluster
