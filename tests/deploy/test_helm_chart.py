@@ -1,0 +1,548 @@
+"""The Helm chart, rendered by the real (pinned) helm binary and checked offline.
+
+Built-in kinds are validated with kubernetes-validate's bundled Kubernetes 1.37 schemas in strict mode (unknown
+fields refused). Custom resources (ServiceMonitor, Kopf peerings) have no bundled schema and are checked by hand.
+No cluster is involved: what a real API server would additionally enforce (admission, RBAC escalation checks)
+is out of reach here.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import tarfile
+import textwrap
+from collections.abc import Callable, Iterator
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+
+from obstop.controller.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+CHART = ROOT / "deploy" / "helm" / "ob-stop-operator"
+NAMESPACE = "ops"  # the release namespace the conftest renders into
+Render = Callable[..., list[dict[str, Any]]]
+KUBERNETES_VERSION = "1.37.0"
+CUSTOM_KINDS = {"ServiceMonitor", "KopfPeering", "ClusterKopfPeering"}
+CRD_FILE = "obshell.oceanbase.com_obstoprequests.yaml"
+
+# Value sets that together switch on every branch of the templates.
+VALUE_SETS: dict[str, dict[str, Any]] = {
+    "defaults": {},
+    "namespaced": {"watchNamespaces": ["team-a", "team-b"]},
+    "peering-clusterwide": {"replicas": 2, "peering": {"enabled": True}},
+    "peering-namespaced": {
+        "replicas": 3,
+        "peering": {"enabled": True, "name": "obstop-peers", "installCRDs": False},
+        "watchNamespaces": ["team-a"],
+    },
+    "monitoring": {
+        "serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}, "interval": "15s"},
+        "podDisruptionBudget": {"enabled": True},
+        "service": {"annotations": {"prometheus.io/scrape": "true"}},
+    },
+    "pdb-min-available": {
+        "podDisruptionBudget": {"enabled": True, "minAvailable": 1, "maxUnavailable": None}
+    },
+    "scheduling-and-env": {
+        "extraEnv": [
+            {"name": "OBSTOP_LOG_LEVEL", "value": "DEBUG"},
+            {"name": "HTTPS_PROXY", "valueFrom": {"secretKeyRef": {"name": "proxy", "key": "url"}}},
+        ],
+        "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"cpu": 1, "memory": "1Gi"}},
+        "priorityClassName": "system-cluster-critical",
+        "nodeSelector": {"kubernetes.io/os": "linux"},
+        "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "ops", "effect": "NoSchedule"}],
+        "affinity": {
+            "nodeAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": {
+                    "nodeSelectorTerms": [
+                        {"matchExpressions": [{"key": "ops", "operator": "Exists"}]},
+                    ]
+                }
+            }
+        },
+        "podAnnotations": {"example.com/owner": "dba"},
+        "podLabels": {"team": "dba"},
+        "imagePullSecrets": [{"name": "regcred"}],
+        "image": {"repository": "registry.example.com/ob-stop-operator", "digest": "sha256:" + "a" * 64},
+        "serviceAccount": {"annotations": {"example.com/role": "obstop"}},
+    },
+    "no-rbac-no-service": {"rbac": {"create": False}, "service": {"enabled": False}},
+}
+
+
+def find(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [doc for doc in docs if doc["kind"] == kind]
+
+
+def one(docs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
+    found = find(docs, kind)
+    assert len(found) == 1, f"expected one {kind}, found {len(found)}"
+    first: dict[str, Any] = found[0]
+    return first
+
+
+def container(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    containers: list[dict[str, Any]] = one(docs, "Deployment")["spec"]["template"]["spec"]["containers"]
+    assert len(containers) == 1
+    return containers[0]
+
+
+def env_of(docs: list[dict[str, Any]]) -> dict[str, str]:
+    return {var["name"]: var["value"] for var in container(docs)["env"] if "value" in var}
+
+
+def rules(doc: dict[str, Any]) -> set[tuple[str, str, str]]:
+    """A Role's rules flattened to (apiGroup, resource, verb)."""
+    return {
+        (group, resource, verb)
+        for rule in doc["rules"]
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+        for verb in rule["verbs"]
+    }
+
+
+def grants(verbs: str, group: str, *resources: str) -> set[tuple[str, str, str]]:
+    return {(group, resource, verb) for resource in resources for verb in verbs.split()}
+
+
+# What the controller calls on the API, as documented in templates/rbac.yaml.
+NAMESPACED_RULES = (
+    grants("list watch patch", "obshell.oceanbase.com", "obstoprequests")
+    | grants("patch", "obshell.oceanbase.com", "obstoprequests/status")
+    | grants("get", "", "secrets")
+    | grants("create", "", "events")
+)
+CRD_RULES = grants("list watch", "apiextensions.k8s.io", "customresourcedefinitions")
+
+
+# ------------------------------------------------------------------------------------------------------
+# The chart as a whole
+
+
+def test_lint_strict_passes_for_defaults_and_every_value_set(helm: Any, tmp_path: Path) -> None:
+    helm("lint", "--strict", str(CHART))
+    for name, values in VALUE_SETS.items():
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(json.dumps(values))
+        helm("lint", "--strict", str(CHART), "--values", str(path))
+
+
+@pytest.mark.parametrize("value_set", sorted(VALUE_SETS))
+def test_every_rendered_manifest_is_valid(render: Render, value_set: str) -> None:
+    docs = render(VALUE_SETS[value_set], include_crds=True)
+    assert docs
+    for doc in docs:
+        where = f"{doc.get('kind')}/{doc.get('metadata', {}).get('name')}"
+        if doc["kind"] in CUSTOM_KINDS:
+            assert doc["apiVersion"] in ("monitoring.coreos.com/v1", "kopf.dev/v1"), where
+            assert doc["metadata"]["name"], where
+            continue
+        try:
+            kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
+        except kubernetes_validate.ValidationError as exc:
+            pytest.fail(f"{where} is not a valid Kubernetes {KUBERNETES_VERSION} object: {exc.message}")
+
+
+@pytest.mark.parametrize("value_set", sorted(VALUE_SETS))
+def test_every_templated_object_has_the_standard_labels(render: Render, value_set: str) -> None:
+    for doc in render(VALUE_SETS[value_set]):
+        labels = doc["metadata"]["labels"]
+        for key in (
+            "helm.sh/chart",
+            "app.kubernetes.io/name",
+            "app.kubernetes.io/instance",
+            "app.kubernetes.io/version",
+            "app.kubernetes.io/managed-by",
+        ):
+            assert labels.get(key), f"{doc['kind']}/{doc['metadata']['name']} lacks label {key}"
+
+
+def test_the_default_render_has_what_the_controller_needs(render: Render) -> None:
+    docs = render()
+    kinds = sorted(doc["kind"] for doc in docs)
+    assert kinds == ["ClusterRole", "ClusterRoleBinding", "Deployment", "Service", "ServiceAccount"]
+    deployment = one(docs, "Deployment")
+    assert deployment["metadata"]["namespace"] == NAMESPACE
+    assert deployment["spec"]["replicas"] == 1
+    # One controller at a time without peering, even during a rollout.
+    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == one(docs, "ServiceAccount")["metadata"]["name"]
+    assert container(docs)["image"] == "ob-stop-operator:0.1.0"  # the chart's appVersion
+
+
+# ------------------------------------------------------------------------------------------------------
+# Values: the schema refuses what the chart would silently ignore
+
+
+@pytest.mark.parametrize(
+    ("values", "complaint"),
+    [
+        ({"replcas": 2}, "replcas"),
+        ({"image": {"tagg": "1.0"}}, "tagg"),
+        ({"controller": {"logLevl": "DEBUG"}}, "logLevl"),
+        ({"controller": {"logLevel": "VERBOSE"}}, "/controller/logLevel"),
+        ({"peering": {"enable": True}}, "enable"),
+        ({"serviceMonitor": {"enabled": True, "intervall": "1m"}}, "intervall"),
+        ({"podDisruptionBudget": {"minAvaliable": 1}}, "minAvaliable"),
+        ({"extraEnv": [{"name": "A", "valeu": "b"}]}, "valeu"),
+        ({"watchNamespaces": ["Not_A_Namespace"]}, "Not_A_Namespace"),
+        ({"resources": {"request": {"cpu": "1"}}}, "request"),
+        ({"livenessProbe": {"periodSecond": 5}}, "periodSecond"),
+    ],
+)
+def test_a_typo_in_values_fails_the_render(render: Render, values: dict[str, Any], complaint: str) -> None:
+    with pytest.raises(subprocess.CalledProcessError) as failure:
+        render(values)
+    assert complaint in failure.value.stderr
+
+
+def test_values_yaml_is_valid_under_its_schema_and_both_list_the_same_keys() -> None:
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    jsonschema.Draft7Validator.check_schema(schema)
+    jsonschema.validate(values, schema, cls=jsonschema.Draft7Validator)
+
+    def keys(tree: dict[str, Any], node: dict[str, Any], prefix: str = "") -> Iterator[str]:
+        for key, value in tree.items():
+            yield prefix + key
+            sub = node.get("properties", {}).get(key, {})
+            if isinstance(value, dict) and sub.get("additionalProperties") is False:
+                yield from keys(value, sub, f"{prefix}{key}.")
+
+    def schema_keys(node: dict[str, Any], prefix: str = "") -> Iterator[str]:
+        for key, sub in node.get("properties", {}).items():
+            yield prefix + key
+            if sub.get("type") == "object" and sub.get("additionalProperties") is False:
+                yield from schema_keys(sub, f"{prefix}{key}.")
+
+    assert sorted(keys(values, schema)) == sorted(schema_keys(schema))
+
+
+def test_the_schema_closes_every_object_except_kubernetes_pass_throughs() -> None:
+    """Every object in values.schema.json refuses unknown keys, or is a map of strings, or is a Kubernetes
+    object passed through to the pod spec (validated there by the API server and by kubernetes-validate)."""
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    pass_through = {
+        "affinity",
+        "tolerations[]",
+        "topologySpreadConstraints[]",
+        "extraEnv[].valueFrom",
+    }
+    open_objects: list[str] = []
+
+    def walk(node: dict[str, Any], path: str) -> None:
+        if node.get("type") == "object":
+            closed = node.get("additionalProperties") is False
+            a_map = isinstance(node.get("additionalProperties"), dict)
+            if not (closed or a_map) and path not in pass_through:
+                open_objects.append(path)
+        for key, sub in node.get("properties", {}).items():
+            walk(sub, f"{path}.{key}" if path else key)
+        if isinstance(node.get("items"), dict):
+            walk(node["items"], f"{path}[]")
+
+    walk(schema, "")
+    assert open_objects == []
+    assert schema["additionalProperties"] is False
+
+
+# ------------------------------------------------------------------------------------------------------
+# Replicas and peering
+
+
+def test_several_replicas_without_peering_fail_with_a_clear_message(render: Render) -> None:
+    with pytest.raises(subprocess.CalledProcessError) as failure:
+        render({"replicas": 2})
+    assert "replicas=2 needs peering.enabled=true" in failure.value.stderr
+
+
+def test_peering_cluster_wide_installs_its_crds_and_one_cluster_peering(render: Render) -> None:
+    docs = render(VALUE_SETS["peering-clusterwide"])
+    deployment = one(docs, "Deployment")
+    assert deployment["spec"]["replicas"] == 2
+    assert deployment["spec"]["strategy"]["type"] == "RollingUpdate"
+    assert env_of(docs)["OBSTOP_PEERING"] == "obstop-ob-stop-operator"
+    pod_id = next(var for var in container(docs)["env"] if var["name"] == "POD_ID")
+    assert pod_id["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    crds = {doc["metadata"]["name"]: doc for doc in find(docs, "CustomResourceDefinition")}
+    assert set(crds) == {"clusterkopfpeerings.kopf.dev", "kopfpeerings.kopf.dev"}
+    for crd in crds.values():
+        version = crd["spec"]["versions"][0]
+        assert (crd["spec"]["group"], version["name"]) == ("kopf.dev", "v1")
+        assert version["schema"]["openAPIV3Schema"]["properties"]["status"][
+            "x-kubernetes-preserve-unknown-fields"
+        ]
+    peering = one(docs, "ClusterKopfPeering")
+    assert peering["metadata"]["name"] == "obstop-ob-stop-operator"
+    # A custom resource cannot be created in the same step as its CRD: Helm creates it afterwards.
+    assert "post-install" in peering["metadata"]["annotations"]["helm.sh/hook"]
+    assert find(docs, "KopfPeering") == []
+
+
+def test_peering_namespaced_creates_one_peering_per_watched_namespace(render: Render) -> None:
+    docs = render(VALUE_SETS["peering-namespaced"])
+    assert find(docs, "CustomResourceDefinition") == []  # installCRDs: false
+    peerings = find(docs, "KopfPeering")
+    assert [(p["metadata"]["namespace"], p["metadata"]["name"]) for p in peerings] == [
+        ("team-a", "obstop-peers")
+    ]
+    assert env_of(docs)["OBSTOP_PEERING"] == "obstop-peers"
+
+
+# ------------------------------------------------------------------------------------------------------
+# RBAC: exactly what the controller calls, no wildcards
+
+
+@pytest.mark.parametrize("value_set", sorted(VALUE_SETS))
+def test_rbac_has_no_wildcards(render: Render, value_set: str) -> None:
+    for doc in render(VALUE_SETS[value_set]):
+        if doc["kind"] in ("Role", "ClusterRole"):
+            for rule in doc["rules"]:
+                for field in ("apiGroups", "resources", "verbs"):
+                    assert "*" not in rule[field], f"{doc['kind']}/{doc['metadata']['name']}: {rule}"
+                assert "resourceNames" not in rule and "nonResourceURLs" not in rule
+
+
+def test_rbac_cluster_wide(render: Render) -> None:
+    docs = render()
+    assert rules(one(docs, "ClusterRole")) == CRD_RULES | NAMESPACED_RULES
+    assert find(docs, "Role") == []
+    binding = one(docs, "ClusterRoleBinding")
+    assert binding["roleRef"]["name"] == one(docs, "ClusterRole")["metadata"]["name"]
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "obstop-ob-stop-operator", "namespace": NAMESPACE}
+    ]
+    assert "OBSTOP_NAMESPACES" not in env_of(docs)
+
+
+def test_rbac_namespaced_grants_secrets_only_in_the_watched_namespaces(render: Render) -> None:
+    docs = render(VALUE_SETS["namespaced"])
+    # Cluster-wide only what Kopf must see across the cluster; secrets stay per namespace.
+    assert rules(one(docs, "ClusterRole")) == CRD_RULES | grants("list watch", "", "namespaces")
+    roles = find(docs, "Role")
+    assert sorted(role["metadata"]["namespace"] for role in roles) == ["team-a", "team-b"]
+    for role in roles:
+        assert rules(role) == NAMESPACED_RULES
+    bindings = {b["metadata"]["namespace"]: b for b in find(docs, "RoleBinding")}
+    assert sorted(bindings) == ["team-a", "team-b"]
+    for binding in bindings.values():
+        assert binding["roleRef"] == {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "Role",
+            "name": "obstop-ob-stop-operator",
+        }
+        assert binding["subjects"][0]["namespace"] == NAMESPACE
+    assert env_of(docs)["OBSTOP_NAMESPACES"] == "team-a,team-b"
+
+
+def test_rbac_with_peering_adds_only_the_peering_resource_of_the_mode(render: Render) -> None:
+    peer_verbs = "list watch patch"
+    cluster = render(VALUE_SETS["peering-clusterwide"])
+    assert rules(one(cluster, "ClusterRole")) == (
+        CRD_RULES | NAMESPACED_RULES | grants(peer_verbs, "kopf.dev", "clusterkopfpeerings")
+    )
+    namespaced = render(VALUE_SETS["peering-namespaced"])
+    assert rules(one(namespaced, "Role")) == NAMESPACED_RULES | grants(peer_verbs, "kopf.dev", "kopfpeerings")
+    assert ("kopf.dev", "clusterkopfpeerings", "patch") not in rules(one(namespaced, "ClusterRole"))
+
+
+def test_rbac_can_be_left_to_the_user(render: Render) -> None:
+    kinds = {doc["kind"] for doc in render(VALUE_SETS["no-rbac-no-service"])}
+    assert kinds == {"ServiceAccount", "Deployment"}
+
+
+# ------------------------------------------------------------------------------------------------------
+# The controller's settings arrive intact
+
+
+def test_rendered_environment_is_read_by_the_controller_as_configured(render: Render) -> None:
+    values = {
+        "watchNamespaces": ["team-a", "team-b"],
+        "controller": {
+            "logLevel": "DEBUG",
+            "logFormat": "json",
+            "pollMinSeconds": 0.5,
+            "pollMaxSeconds": 7.5,
+            "obshellTimeoutSeconds": 20,
+            "retryInitialSeconds": 2,
+            "retryMaxSeconds": 120,
+            "lookupGraceSeconds": 3,
+            "agentConcurrency": 8,
+            "port": 9090,
+        },
+        "peering": {"enabled": True, "name": "peers"},
+    }
+    docs = render(values)
+    settings = Settings.from_env(env_of(docs))
+    assert settings == Settings(
+        namespaces=("team-a", "team-b"),
+        log_level="DEBUG",
+        log_format="json",
+        poll_min_seconds=0.5,
+        poll_max_seconds=7.5,
+        obshell_timeout_seconds=20.0,
+        retry_initial_seconds=2.0,
+        retry_max_seconds=120.0,
+        lookup_grace_seconds=3.0,
+        agent_concurrency=8,
+        health_port=9090,
+        peering="peers",
+    )
+    assert container(docs)["ports"] == [{"name": "http", "containerPort": 9090, "protocol": "TCP"}]
+
+
+def test_every_controller_setting_is_reachable_from_values(render: Render) -> None:
+    env = env_of(render())
+    known = {f"OBSTOP_{f.name.upper()}" for f in fields(Settings)}
+    assert set(env) - {"POD_ID"} <= known, "the chart sets a variable the controller does not read"
+    # Set only when they apply (a list of namespaces, peering), or deliberately fixed.
+    unset = known - set(env)
+    assert unset == {"OBSTOP_NAMESPACES", "OBSTOP_PEERING", "OBSTOP_ANNOTATION_PREFIX", "OBSTOP_EXTRA"}
+    assert Settings.from_env(env) == Settings()  # the chart's defaults are the controller's defaults
+
+
+def test_extra_env_comes_after_the_charts_own_so_it_wins(render: Render) -> None:
+    names = [var["name"] for var in container(render(VALUE_SETS["scheduling-and-env"]))["env"]]
+    assert names[-2:] == ["OBSTOP_LOG_LEVEL", "HTTPS_PROXY"]
+    assert names.index("OBSTOP_LOG_LEVEL") < len(names) - 2  # the chart's own, earlier
+
+
+def test_scheduling_and_image_values_reach_the_pod(render: Render) -> None:
+    values = VALUE_SETS["scheduling-and-env"]
+    docs = render(values)
+    pod = one(docs, "Deployment")["spec"]["template"]
+    spec = pod["spec"]
+    for key in ("priorityClassName", "nodeSelector", "tolerations", "affinity", "imagePullSecrets"):
+        assert spec[key] == values[key]
+    assert pod["metadata"]["annotations"] == values["podAnnotations"]
+    assert pod["metadata"]["labels"]["team"] == "dba"
+    assert container(docs)["resources"] == values["resources"]
+    assert container(docs)["image"] == "registry.example.com/ob-stop-operator@sha256:" + "a" * 64
+    assert one(docs, "ServiceAccount")["metadata"]["annotations"] == {"example.com/role": "obstop"}
+
+
+# ------------------------------------------------------------------------------------------------------
+# Pod hardening, probes, Service, ServiceMonitor, PDB
+
+
+def test_pod_runs_hardened_as_the_images_user(render: Render) -> None:
+    docs = render()
+    pod = one(docs, "Deployment")["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] == 65532
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    ctx = container(docs)["securityContext"]
+    assert ctx["runAsNonRoot"] is True
+    assert ctx["runAsUser"] == 65532
+    assert ctx["readOnlyRootFilesystem"] is True
+    assert ctx["allowPrivilegeEscalation"] is False
+    assert ctx["capabilities"] == {"drop": ["ALL"]}
+    assert ctx["seccompProfile"] == {"type": "RuntimeDefault"}
+    # A writable /tmp on the read-only root filesystem.
+    assert {"name": "tmp", "mountPath": "/tmp"}  # noqa: S108 in container(docs)["volumeMounts"]
+    assert next(v for v in pod["volumes"] if v["name"] == "tmp")["emptyDir"]
+
+
+def test_probes_and_service_use_the_controllers_port(render: Render) -> None:
+    docs = render()
+    ctr = container(docs)
+    for probe in ("livenessProbe", "readinessProbe"):
+        assert ctr[probe]["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert ctr["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]
+    service = one(docs, "Service")
+    assert service["spec"]["ports"] == [
+        {"name": "http-metrics", "port": 8080, "targetPort": "http", "protocol": "TCP"}
+    ]
+    pod_labels = one(docs, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    assert service["spec"]["selector"].items() <= pod_labels.items()
+
+
+def test_service_monitor_scrapes_the_metrics_port_and_pdb_keeps_drains_possible(render: Render) -> None:
+    docs = render(VALUE_SETS["monitoring"])
+    monitor = one(docs, "ServiceMonitor")
+    assert monitor["metadata"]["labels"]["release"] == "prometheus"
+    assert monitor["spec"]["endpoints"] == [
+        {"port": "http-metrics", "path": "/metrics", "interval": "15s", "scrapeTimeout": "10s"}
+    ]
+    assert (
+        monitor["spec"]["selector"]["matchLabels"].items()
+        <= one(docs, "Service")["metadata"]["labels"].items()
+    )
+    assert monitor["spec"]["namespaceSelector"] == {"matchNames": [NAMESPACE]}
+    pdb = one(docs, "PodDisruptionBudget")
+    assert pdb["spec"]["maxUnavailable"] == 1 and "minAvailable" not in pdb["spec"]
+    min_pdb = one(render(VALUE_SETS["pdb-min-available"]), "PodDisruptionBudget")
+    assert min_pdb["spec"]["minAvailable"] == 1 and "maxUnavailable" not in min_pdb["spec"]
+
+
+@pytest.mark.parametrize(
+    ("values", "complaint"),
+    [
+        ({"serviceMonitor": {"enabled": True}, "service": {"enabled": False}}, "needs service.enabled=true"),
+        ({"podDisruptionBudget": {"enabled": True, "minAvailable": 1}}, "exactly one of minAvailable"),
+        ({"podDisruptionBudget": {"enabled": True, "maxUnavailable": None}}, "exactly one of minAvailable"),
+    ],
+)
+def test_contradictory_values_fail_the_render(render: Render, values: dict[str, Any], complaint: str) -> None:
+    with pytest.raises(subprocess.CalledProcessError) as failure:
+        render(values)
+    assert complaint in failure.value.stderr
+
+
+# ------------------------------------------------------------------------------------------------------
+# CRDs: one source of truth, followed through the symlink by lint, template and package
+
+
+def test_chart_crds_directory_is_a_link_to_deploy_crds() -> None:
+    link = CHART / "crds"
+    assert link.is_symlink()
+    assert link.resolve() == (ROOT / "deploy" / "crds").resolve()
+
+
+def test_template_include_crds_renders_the_crd_of_deploy_crds(render: Render) -> None:
+    source = yaml.safe_load((ROOT / "deploy" / "crds" / CRD_FILE).read_text())
+    rendered = [d for d in render(include_crds=True) if d["kind"] == "CustomResourceDefinition"]
+    assert rendered == [source]
+
+
+def test_packaged_chart_carries_the_crd_byte_for_byte(helm: Any, tmp_path: Path) -> None:
+    helm("package", str(CHART), "--destination", str(tmp_path))
+    (package,) = tmp_path.glob("ob-stop-operator-*.tgz")
+    with tarfile.open(package) as tar:
+        member = tar.extractfile(f"ob-stop-operator/crds/{CRD_FILE}")
+        assert member is not None
+        assert member.read() == (ROOT / "deploy" / "crds" / CRD_FILE).read_bytes()
+        names = tar.getnames()
+    assert "ob-stop-operator/values.schema.json" in names
+    assert "ob-stop-operator/templates/NOTES.txt" in names
+
+
+# ------------------------------------------------------------------------------------------------------
+# NOTES.txt
+
+
+def test_notes_tell_the_user_what_to_apply_next(helm: Any, tmp_path: Path) -> None:
+    values = tmp_path / "values.yaml"
+    values.write_text(json.dumps({"watchNamespaces": ["team-a"]}))
+    out = helm("install", "obstop", str(CHART), "-n", NAMESPACE, "--dry-run=client", "--values", str(values))
+    notes = out[out.index("NOTES:") :]
+    assert "kubectl -n team-a create secret generic obshell-root --from-file=password=/dev/stdin" in notes
+    assert "kubectl -n team-a apply -f stop.yaml" in notes
+    assert "kubectl -n team-a get obstop -w" in notes
+    assert "kubectl apply -f deploy/crds/" in notes
+    # The example in the notes is a valid ObStopRequest shape (the same as examples/global-force.yaml).
+    lines = notes.splitlines()
+    first = next(i for i, line in enumerate(lines) if "apiVersion: obshell" in line)
+    last = next(i for i, line in enumerate(lines) if "and apply it" in line)
+    example = yaml.safe_load(textwrap.dedent("\n".join(lines[first:last])))
+    assert example == yaml.safe_load((ROOT / "examples" / "global-force.yaml").read_text())
