@@ -614,3 +614,29 @@ def test_merge_patch_removes_nulls_and_replaces_lists() -> None:
 def test_label_selectors(selector: str, labels: dict[str, str], expected: bool) -> None:
     requirements = selectors.parse_label_selector(selector)
     assert selectors.matches({"metadata": {"labels": labels}}, requirements) is expected
+
+
+@needs_kubectl
+def test_the_project_crd_validator_is_called_by_default() -> None:
+    """Without a stand-in, the server admits custom resources with `obstop.testing.admission.CrdValidator`."""
+    pytest.importorskip("obstop.testing.admission")
+    crd = json.loads(json.dumps(CRD))
+    crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"] = {
+        "type": "object",
+        "properties": {
+            "spec": {"type": "object", "properties": {"size": {"type": "integer", "minimum": 0}}},
+            "status": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
+        },
+    }
+    with ApiServerThread() as api:
+        api.apply(crd)
+        refused = kubectl(
+            api, "apply", "--validate=false", "-f", "-", stdin=json.dumps(widget("w1", size=-1))
+        )
+        assert refused.returncode != 0 and "spec.size" in refused.stderr
+        accepted = kubectl(
+            api, "apply", "--validate=false", "-f", "-", stdin=json.dumps(widget("w2", size=1, junk=1))
+        )
+        assert accepted.returncode == 0, accepted.stderr
+        stored = api.get(f"{GROUP}/{VERSION}", "Widget", "w2", "default")
+        assert stored is not None and stored["spec"] == {"size": 1}  # pruned
