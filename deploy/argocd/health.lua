@@ -1,0 +1,54 @@
+-- Argo CD health check of obshell.oceanbase.com/ObStopRequest (argocd-cm key
+-- resource.customizations.health.obshell.oceanbase.com_ObStopRequest; see docs/gitops.md).
+-- Argo CD sets the global `obj` to the live object and reads the returned table's status and message.
+--   no status yet, Pending, Submitted, Running -> Progressing
+--   Succeeded                                  -> Healthy
+--   Failed                                     -> Degraded, with the controller's message
+hs = {}
+local status = obj.status
+if status == nil or status.phase == nil or status.phase == "" then
+  hs.status = "Progressing"
+  hs.message = "Waiting for the ob-stop-operator controller to pick up the request"
+  return hs
+end
+local generation = obj.metadata and obj.metadata.generation
+if generation ~= nil and status.observedGeneration ~= nil and status.observedGeneration < generation then
+  hs.status = "Progressing"
+  hs.message = "Waiting for the controller to observe generation " .. tostring(generation)
+  return hs
+end
+local phase = status.phase
+-- The controller's message; before it writes one, the Ready condition's.
+local detail = status.message
+if (detail == nil or detail == "") and status.conditions ~= nil then
+  for _, condition in ipairs(status.conditions) do
+    if condition.type == "Ready" and condition.message ~= nil and condition.message ~= "" then
+      detail = condition.message
+    end
+  end
+end
+if phase == "Succeeded" then
+  hs.status = "Healthy"
+  hs.message = detail or "The stop succeeded"
+elseif phase == "Failed" then
+  hs.status = "Degraded"
+  if status.reason ~= nil and detail ~= nil then
+    hs.message = status.reason .. ": " .. detail
+  else
+    hs.message = detail or status.reason or "The stop failed"
+  end
+elseif phase == "Pending" or phase == "Submitted" or phase == "Running" then
+  hs.status = "Progressing"
+  local text = phase
+  if status.progress ~= nil and status.progress ~= "" then
+    text = text .. " (stage " .. status.progress .. ")"
+  end
+  if detail ~= nil and detail ~= "" then
+    text = text .. ": " .. detail
+  end
+  hs.message = text
+else
+  hs.status = "Unknown"
+  hs.message = "Unknown phase " .. tostring(phase)
+end
+return hs

@@ -1,0 +1,109 @@
+"""The Argo CD health check (deploy/argocd/health.lua), run in Lua 5.1 (the dialect of Argo CD's gopher-lua)
+against ObStopRequests whose status comes from the controller's own reconcile functions."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import lupa.lua51
+import pytest
+import yaml
+
+from obstop.controller import reconcile
+
+ROOT = Path(__file__).resolve().parents[2]
+HEALTH_LUA = ROOT / "deploy" / "argocd" / "health.lua"
+NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+
+
+def health(obj: dict[str, Any]) -> dict[str, str]:
+    """Run the check as Argo CD does: `obj` is a global, the chunk returns the health table."""
+    lua = lupa.lua51.LuaRuntime()
+    lua.globals().obj = lua.table_from(obj, recursive=True)
+    result = lua.execute(HEALTH_LUA.read_text())
+    return {key: str(value) for key, value in result.items()}
+
+
+def request(status: dict[str, Any] | None, generation: int = 1) -> dict[str, Any]:
+    obj: dict[str, Any] = {
+        "apiVersion": "obshell.oceanbase.com/v1alpha1",
+        "kind": "ObStopRequest",
+        "metadata": {"name": "stop-zone1", "namespace": "ops", "generation": generation},
+        "spec": {"scope": {"type": "ZONE", "target": ["zone1"]}},
+    }
+    if status is not None:
+        obj["status"] = status
+    return obj
+
+
+def test_a_request_without_status_is_progressing() -> None:
+    assert health(request(None))["status"] == "Progressing"
+    assert health(request({}))["status"] == "Progressing"
+
+
+def test_pending_as_the_controller_writes_it_is_progressing() -> None:
+    status = reconcile.begin({}, 1, NOW).status
+    assert "message" not in status  # only the Ready condition says what is happening
+    assert health(request(status)) == {
+        "status": "Progressing",
+        "message": "Pending: waiting to submit the stop to obshell",
+    }
+
+
+@pytest.mark.parametrize("phase", ["Submitted", "Running"])
+def test_submitted_and_running_are_progressing_with_the_stage(phase: str) -> None:
+    status = {
+        "phase": phase,
+        "progress": "3/5",
+        "message": "stage 3/5: Stop observer",
+        "observedGeneration": 1,
+    }
+    assert health(request(status)) == {
+        "status": "Progressing",
+        "message": f"{phase} (stage 3/5): stage 3/5: Stop observer",
+    }
+
+
+def test_succeeded_is_healthy() -> None:
+    status = reconcile.begin({}, 1, NOW).status
+    status.update(phase="Succeeded", message="stop DAG 21 succeeded (5/5 stages)")
+    assert health(request(status)) == {"status": "Healthy", "message": "stop DAG 21 succeeded (5/5 stages)"}
+
+
+def test_failed_is_degraded_with_the_controllers_reason_and_message() -> None:
+    message = "obshell refused the stop: OB.Cluster.ForceStopRequired: The current observer is not available"
+    status = reconcile.failed({}, "OB.Cluster.ForceStopRequired", message, 1, NOW).status
+    assert status["phase"] == "Failed"
+    assert health(request(status)) == {
+        "status": "Degraded",
+        "message": f"OB.Cluster.ForceStopRequired: {message}",
+    }
+
+
+def test_failed_without_a_message_still_says_why() -> None:
+    assert health(request({"phase": "Failed", "reason": "DeadlineExceeded"})) == {
+        "status": "Degraded",
+        "message": "DeadlineExceeded",
+    }
+
+
+def test_a_status_of_an_older_generation_is_progressing() -> None:
+    status = {"phase": "Succeeded", "observedGeneration": 1}
+    assert health(request(status, generation=2))["status"] == "Progressing"
+
+
+def test_an_unknown_phase_is_unknown() -> None:
+    assert health(request({"phase": "Paused"}))["status"] == "Unknown"
+
+
+def test_docs_gitops_snippet_is_the_same_lua() -> None:
+    """docs/gitops.md shows the argocd-cm entry; it must carry exactly deploy/argocd/health.lua."""
+    text = (ROOT / "docs" / "gitops.md").read_text()
+    blocks = re.findall(r"```yaml\n(.*?)```", text, re.DOTALL)
+    config_maps = [doc for block in blocks for doc in yaml.safe_load_all(block) if doc]
+    (argocd_cm,) = [doc for doc in config_maps if doc.get("metadata", {}).get("name") == "argocd-cm"]
+    key = "resource.customizations.health.obshell.oceanbase.com_ObStopRequest"
+    assert argocd_cm["data"][key] == HEALTH_LUA.read_text()
