@@ -107,3 +107,26 @@ def test_docs_gitops_snippet_is_the_same_lua() -> None:
     (argocd_cm,) = [doc for doc in config_maps if doc.get("metadata", {}).get("name") == "argocd-cm"]
     key = "resource.customizations.health.obshell.oceanbase.com_ObStopRequest"
     assert argocd_cm["data"][key] == HEALTH_LUA.read_text()
+
+
+def _conditions(status: dict[str, Any]) -> dict[str, str]:
+    return {c["type"]: c["status"] for c in status["conditions"] if c["observedGeneration"] == 1}
+
+
+def test_flux_kstatus_conditions_are_as_docs_gitops_says() -> None:
+    """docs/gitops.md tells Flux users which conditions each phase carries; hold it to the controller's code."""
+    text = (ROOT / "docs" / "gitops.md").read_text()
+    rows = {
+        cells[0]: dict(
+            zip(["Ready", "Reconciling", "Stalled", "Complete", "Failed"], cells[1:6], strict=True)
+        )
+        for line in text.splitlines()
+        if line.startswith("| ")
+        and (cells := [c.strip() for c in line.strip("|").split("|")])[0]
+        in ("Pending / Submitted / Running", "Failed")
+    }
+    expected = {name: {k: v for k, v in row.items() if v != "-"} for name, row in rows.items()}
+    pending = reconcile.begin({}, 1, NOW).status
+    assert _conditions(pending) == expected["Pending / Submitted / Running"]
+    failed = reconcile.failed(pending, "DeadlineExceeded", "not finished in time", 1, NOW).status
+    assert _conditions(failed) == expected["Failed"]
