@@ -202,3 +202,10 @@ def test_condition_reasons_are_valid_identifiers(text: str) -> None:
     import re
 
     assert re.fullmatch(r"[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?", reconcile.condition_reason(text))
+
+
+def test_a_fault_before_anything_else_still_starts_the_request() -> None:
+    decision = reconcile.fault({}, "Secret default/x not found", 1, NOW, SETTINGS)
+    assert decision.status["phase"] == "Pending"
+    assert decision.status["startTime"] == "2026-11-23T12:00:00Z"
+    assert decision.status["reason"] == "WaitingForSecret"

@@ -68,6 +68,12 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         memo["health"] = await serve(metrics, ours.health_port)
 
 
+@kopf.on.login(registry=registry)
+def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+    """Credentials as the kubernetes client finds them: in-cluster service account, else $KUBECONFIG."""
+    return kopf.login_via_client(**kwargs)
+
+
 @kopf.on.cleanup(registry=registry)
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     controller: Controller | None = memo.get("controller")

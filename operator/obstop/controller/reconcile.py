@@ -175,7 +175,7 @@ def fault(
     status: Mapping[str, Any], error: ObshellError | str, generation: int, now: datetime, settings: Settings
 ) -> Decision:
     """A fault that may go away (agent unreachable, 5xx, Secret missing): keep the phase, retry with back-off."""
-    new = _copy(status)
+    new = _copy(status) if status.get("phase") else begin(status, generation, now).status
     attempts = int(new.get("attempts") or 0) + 1
     new["attempts"] = attempts
     text = describe_error(error)

@@ -1,0 +1,324 @@
+"""The whole loop on loopback, for the sandbox and the operator tests.
+
+An emulated Kubernetes API server and a simulated obshell cluster run in threads of this process; the
+controller runs as a real separate process (`obstop run`), so it can be killed and restarted like a pod.
+The test or the sandbox talks to the API server with the official kubernetes client, as kubectl would.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from obstop.testing.kube import ApiServerThread
+from obstop.testing.obshell_sim import SimulatorConfig, SimulatorThread
+
+GROUP, VERSION, PLURAL = "obshell.oceanbase.com", "v1alpha1", "obstoprequests"
+SECRET_NAME, SECRET_KEY = "obshell-root", "password"
+TERMINAL = ("Succeeded", "Failed")
+
+
+def crd_path() -> Path:
+    """deploy/crds/ is the one source of truth for the CRD; $OBSTOP_CRD overrides (an installed wheel)."""
+    override = os.environ.get("OBSTOP_CRD")
+    if override:
+        return Path(override)
+    root = Path(__file__).resolve().parents[3]
+    found = sorted((root / "deploy" / "crds").glob("*obstoprequests*.yaml"))
+    if not found:
+        raise FileNotFoundError(f"no ObStopRequest CRD under {root / 'deploy' / 'crds'}; set OBSTOP_CRD")
+    return found[0]
+
+
+def stop_request(
+    name: str,
+    address: str,
+    *,
+    scope: str = "GLOBAL",
+    targets: Sequence[str] = (),
+    force: bool = False,
+    terminate: bool = False,
+    force_pass_dag: Sequence[str] = (),
+    deadline: int | None = None,
+    secret: str = SECRET_NAME,
+    key: str = SECRET_KEY,
+) -> dict[str, Any]:
+    """An ObStopRequest manifest."""
+    spec: dict[str, Any] = {
+        "obshell": {"address": address, "passwordSecretRef": {"name": secret, "key": key}},
+        "scope": {"type": scope, "target": list(targets)},
+        "force": force,
+        "terminate": terminate,
+        "forcePassDag": list(force_pass_dag),
+    }
+    if deadline is not None:
+        spec["activeDeadlineSeconds"] = deadline
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "ObStopRequest",
+        "metadata": {"name": name},
+        "spec": spec,
+    }
+
+
+class Stack:
+    def __init__(
+        self,
+        *,
+        password: str | None = None,
+        zones: int = 3,
+        servers_per_zone: int = 1,
+        clusters: int = 1,
+        stage_seconds: float = 0.3,
+        namespace: str = "default",
+        workdir: Path | None = None,
+        controller_env: Mapping[str, str] | None = None,
+        kubeconfig: Path | None = None,
+    ) -> None:
+        """With `kubeconfig`, use that (real) cluster instead of starting the emulated API server."""
+        # A fresh random password per stack: tests can then assert it never shows up in logs or status.
+        self.password = password or secrets.token_urlsafe(12)
+        self.namespace = namespace
+        self.sim_config = SimulatorConfig(
+            password=self.password,
+            zones=zones,
+            servers_per_zone=servers_per_zone,
+            clusters=clusters,
+            stage_seconds=stage_seconds,
+        )
+        self._workdir_arg = workdir
+        self._real_kubeconfig = kubeconfig
+        self.api: ApiServerThread | None = None
+        self.controller_env = dict(controller_env or {})
+        self._exit = ExitStack()
+        self.controller: subprocess.Popen[bytes] | None = None
+        self._controller_runs = 0
+
+    # ----------------------------------------------------------------------------------------------
+    # Lifecycle
+
+    def __enter__(self) -> Stack:
+        try:
+            self.workdir = self._workdir_arg or Path(
+                self._exit.enter_context(tempfile.TemporaryDirectory(prefix="obstop-"))
+            )
+            if self._real_kubeconfig is None:
+                self.api = self._exit.enter_context(ApiServerThread())
+                self.kubeconfig = Path(self.api.kubeconfig)
+            else:
+                self.kubeconfig = self._real_kubeconfig
+            self.sim = self._exit.enter_context(SimulatorThread(self.sim_config))
+            self._exit.callback(self.stop_controller)
+            self.k8s = self._client()
+            self.install_crd()
+            self.ensure_namespace(self.namespace)
+            self.put_secret(self.namespace, SECRET_NAME, {SECRET_KEY: self.password})
+        except BaseException:
+            self._exit.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._exit.close()
+
+    def agent(self, cluster: int = 0, index: int = 0) -> str:
+        return str(self.sim.clusters[cluster].agents[index].address)
+
+    # ----------------------------------------------------------------------------------------------
+    # The controller process
+
+    def start_controller(self, *args: str, env: Mapping[str, str] | None = None) -> subprocess.Popen[bytes]:
+        """Start `obstop run` against the emulated API server; its output goes to controller-N.log."""
+        if self.controller is not None and self.controller.poll() is None:
+            raise RuntimeError("the controller is already running")
+        self._controller_runs += 1
+        log = self.workdir / f"controller-{self._controller_runs}.log"
+        full_env = {
+            **os.environ,
+            "KUBECONFIG": str(self.kubeconfig),
+            "OBSTOP_HEALTH_PORT": "0",
+            "OBSTOP_POLL_MIN_SECONDS": "0.05",
+            "OBSTOP_RETRY_INITIAL_SECONDS": "0.2",
+            "OBSTOP_RETRY_MAX_SECONDS": "2",
+            "OBSTOP_LOOKUP_GRACE_SECONDS": "0.5",
+            "OBSTOP_OBSHELL_TIMEOUT_SECONDS": "3",
+            **self.controller_env,
+            **(env or {}),
+        }
+        if self._real_kubeconfig is not None:  # a shared real cluster: watch only our own namespace
+            args = ("--namespace", self.namespace, *args)
+        with log.open("ab") as out:
+            self.controller = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
+                [sys.executable, "-m", "obstop.cli", "run", *args],
+                env=full_env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        return self.controller
+
+    def stop_controller(self, *, kill: bool = False, timeout: float = 15.0) -> None:
+        proc, self.controller = self.controller, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+    def controller_logs(self) -> str:
+        return "".join(p.read_text(errors="replace") for p in sorted(self.workdir.glob("controller-*.log")))
+
+    # ----------------------------------------------------------------------------------------------
+    # Kubernetes objects
+
+    def _client(self) -> Any:
+        from kubernetes import config
+
+        return config.new_client_from_config(config_file=str(self.kubeconfig))  # type: ignore[no-untyped-call]
+
+    @property
+    def core(self) -> Any:
+        from kubernetes import client
+
+        return client.CoreV1Api(self.k8s)
+
+    @property
+    def custom(self) -> Any:
+        from kubernetes import client
+
+        return client.CustomObjectsApi(self.k8s)
+
+    def install_crd(self) -> None:
+        from kubernetes import client
+
+        crd = yaml.safe_load(crd_path().read_text())
+        api = client.ApiextensionsV1Api(self.k8s)
+        try:
+            api.create_custom_resource_definition(crd)
+        except client.exceptions.ApiException as exc:
+            if exc.status != 409:
+                raise
+            current = api.read_custom_resource_definition(crd["metadata"]["name"])
+            crd["metadata"]["resourceVersion"] = (
+                current.metadata.resource_version if current.metadata else None
+            )
+            api.replace_custom_resource_definition(crd["metadata"]["name"], crd)
+        deadline = time.monotonic() + 10
+        while True:  # a real server takes a moment before it serves a new CRD
+            try:
+                self.custom.list_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL)
+                return
+            except client.exceptions.ApiException:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
+    def ensure_namespace(self, name: str) -> None:
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            self.core.create_namespace({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+
+    def put_secret(self, namespace: str, name: str, string_data: Mapping[str, str]) -> None:
+        from kubernetes.client.exceptions import ApiException
+
+        data = {k: base64.b64encode(v.encode()).decode() for k, v in string_data.items()}
+        body = {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": name},
+            "type": "Opaque",
+            "data": data,
+        }
+        try:
+            self.core.create_namespaced_secret(namespace, body)
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+            self.core.replace_namespaced_secret(name, namespace, body)
+
+    def create(self, manifest: Mapping[str, Any], namespace: str | None = None) -> dict[str, Any]:
+        result: dict[str, Any] = self.custom.create_namespaced_custom_object(
+            GROUP, VERSION, namespace or self.namespace, PLURAL, dict(manifest)
+        )
+        return result
+
+    def get(self, name: str, namespace: str | None = None) -> dict[str, Any]:
+        result: dict[str, Any] = self.custom.get_namespaced_custom_object(
+            GROUP, VERSION, namespace or self.namespace, PLURAL, name
+        )
+        return result
+
+    def delete(self, name: str, namespace: str | None = None) -> None:
+        self.custom.delete_namespaced_custom_object(GROUP, VERSION, namespace or self.namespace, PLURAL, name)
+
+    def events(self, name: str, namespace: str | None = None) -> list[dict[str, Any]]:
+        items = self.core.list_namespaced_event(namespace or self.namespace).items
+        return [
+            {"type": e.type, "reason": e.reason, "message": e.message}
+            for e in items
+            if e.involved_object is not None and e.involved_object.name == name
+        ]
+
+    def watch(
+        self, name: str, *, timeout: float, namespace: str | None = None, interval: float = 0.05
+    ) -> Iterator[dict[str, Any]]:
+        """Yield the object's status each time it changes, until `timeout` seconds pass."""
+        deadline = time.monotonic() + timeout
+        last: Any = object()
+        while time.monotonic() < deadline:
+            status = self.get(name, namespace).get("status") or {}
+            if status != last:
+                last = status
+                yield status
+            time.sleep(interval)
+
+    def wait_for(
+        self,
+        name: str,
+        predicate: Callable[[dict[str, Any]], bool] = lambda s: s.get("phase") in TERMINAL,
+        *,
+        timeout: float = 30.0,
+        namespace: str | None = None,
+    ) -> dict[str, Any]:
+        """The first status that satisfies `predicate`; TimeoutError (with the last status and logs) otherwise."""
+        status: dict[str, Any] = {}
+        for status in self.watch(name, timeout=timeout, namespace=namespace):
+            if predicate(status):
+                return status
+        tail = "\n".join(self.controller_logs().splitlines()[-40:])
+        raise TimeoutError(
+            f"{name}: condition not met in {timeout}s; last status {status}\ncontroller log tail:\n{tail}"
+        )
+
+
+def status_line(name: str, status: Mapping[str, Any]) -> str:
+    """One compact line per change, like `kubectl get -w`."""
+    dag = status.get("dag") or {}
+    cols = [
+        time.strftime("%H:%M:%S"),
+        f"{name:<20}",
+        f"{status.get('phase', '-'):<10}",
+        f"{status.get('progress', '-'):<5}",
+        f"{dag.get('id', '-'):<20}",
+        str(status.get("message", "")),
+    ]
+    return "  ".join(cols)
