@@ -13,6 +13,8 @@ from typing import Any
 
 from pydantic import SecretStr
 
+from obstop import __version__
+
 
 class SecretUnavailable(Exception):
     """The Secret or its key cannot be read now; may resolve once someone creates it (a transient fault)."""
@@ -30,7 +32,10 @@ class SecretReader:
             config.load_incluster_config()  # type: ignore[no-untyped-call]
         except config.ConfigException:
             config.load_kube_config()  # type: ignore[no-untyped-call]
-        return cls(client.CoreV1Api())
+        api_client = client.ApiClient()
+        # Our own calls are then told apart from Kopf's ("kopf/...") in API server audit logs.
+        api_client.user_agent = f"obstop/{__version__}"
+        return cls(client.CoreV1Api(api_client))
 
     async def read(self, namespace: str, name: str, key: str) -> SecretStr:
         from kubernetes.client.exceptions import ApiException
