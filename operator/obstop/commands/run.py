@@ -44,12 +44,15 @@ def main(args: argparse.Namespace) -> int:
         raise SystemExit(f"obstop run: {exc}") from None
     kopf.configure(
         debug=settings.log_level == "DEBUG",
-        verbose=settings.log_level in ("DEBUG", "INFO"),
-        quiet=settings.log_level == "ERROR",
-        log_format=kopf.LogFormat.JSON if settings.log_format == "json" else kopf.LogFormat.PLAIN,
+        verbose=settings.log_level == "DEBUG",
+        quiet=settings.log_level in ("WARNING", "ERROR"),
+        log_format=kopf.LogFormat.JSON if settings.log_format == "json" else kopf.LogFormat.FULL,
+        log_prefix=settings.log_format == "text",  # "[namespace/name]" before each object message
         log_refkey="k8s",
     )
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per HTTP call is too much at INFO
+    if settings.log_level != "DEBUG":  # one line per HTTP call (or per socket event) is noise above DEBUG
+        for noisy in ("httpx", "httpcore", "kubernetes", "urllib3"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
     asyncio.run(
         kopf.operator(
             registry=registry,
