@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from obstop.obshell import ids
 from obstop.obshell.errors import InvalidGenericId
+from obstop.testing.obshell_sim import clock
 from obstop.testing.obshell_sim import dags as d
 from obstop.testing.obshell_sim.faults import StopFailure
 from obstop.testing.obshell_sim.wire import ApiError, api_error
@@ -30,7 +31,7 @@ OB_STATE_DOWN = 0
 
 
 def _now() -> datetime:
-    return datetime.now().astimezone()
+    return clock.now()
 
 
 @dataclass(eq=False)

@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from obstop.obshell import ids
+from obstop.testing.obshell_sim import clock
 from obstop.testing.obshell_sim.wire import EPOCH, go_time
 
 STOP_DAG = "Stop OB"
@@ -65,8 +66,8 @@ class SubTask:
     execute_agent: tuple[str, int]
     state: State = State.PENDING
     operator: Operator = Operator.RUN
-    start_time: datetime = field(default_factory=lambda: datetime.now().astimezone())
-    end_time: datetime = field(default_factory=lambda: datetime.now().astimezone())
+    start_time: datetime = field(default_factory=clock.now)
+    end_time: datetime = field(default_factory=clock.now)
     logs: list[str] | None = None
     execute_times: int = 0
     additional_data: dict[str, Any] | None = None
@@ -99,8 +100,8 @@ class Node:
     name: str
     state: State = State.PENDING
     operator: Operator = Operator.RUN
-    start_time: datetime = field(default_factory=lambda: datetime.now().astimezone())
-    end_time: datetime = field(default_factory=lambda: datetime.now().astimezone())
+    start_time: datetime = field(default_factory=clock.now)
+    end_time: datetime = field(default_factory=clock.now)
     sub_tasks: list[SubTask] = field(default_factory=list)
     additional_data: dict[str, Any] | None = None
 
@@ -130,8 +131,8 @@ class Dag:
     stage: int = 1
     state: State = State.READY
     operator: Operator = Operator.RUN
-    start_time: datetime = field(default_factory=lambda: datetime.now().astimezone())
-    end_time: datetime = field(default_factory=lambda: datetime.now().astimezone())
+    start_time: datetime = field(default_factory=clock.now)
+    end_time: datetime = field(default_factory=clock.now)
     finished: bool = False
     additional_data: dict[str, Any] | None = None
     # Stop parameters of a main DAG (simulator bookkeeping, not on the wire).

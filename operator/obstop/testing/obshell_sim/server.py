@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from obstop.obshell import crypto
+from obstop.testing.obshell_sim import clock
 from obstop.testing.obshell_sim.cluster import SimAgent
 from obstop.testing.obshell_sim.wire import ApiError, api_error, envelope, new_trace_id
 
@@ -242,7 +243,7 @@ class AgentServer:
             raise api_error("Request.Header.NotFound")
         if header.uri != request.raw_path:
             raise api_error("Security.Authentication.Header.UriMismatch")
-        now = int(time.time())
+        now = int(clock.time())
         if header.auth != "":
             try:
                 expiry = int(header.ts)
@@ -281,7 +282,7 @@ class AgentServer:
         return self.agent.status_wire(self.sim.config.version)
 
     async def _time(self, call: Call) -> Any:
-        return int(time.time())
+        return int(clock.time())
 
     async def _stop(self, call: Call) -> Any:
         cluster = self.agent.cluster

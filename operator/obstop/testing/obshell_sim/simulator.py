@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
-from obstop.testing.obshell_sim import keys
+from obstop.testing.obshell_sim import clock, keys
 from obstop.testing.obshell_sim.cluster import SimAgent, SimCluster
 from obstop.testing.obshell_sim.dags import Dag
 from obstop.testing.obshell_sim.faults import Faults
@@ -128,6 +128,7 @@ class ObshellSimulator:
             raise
 
     async def stop(self) -> None:
+        clock.set_offset(0)
         for cluster in self.clusters:
             await cluster.aclose()
         await asyncio.gather(*(server.stop() for server in self._servers.values()), return_exceptions=True)
@@ -180,8 +181,15 @@ class ObshellSimulator:
         """Start or kill the observer beside an agent (obState 3 or 0), e.g. to prepare ForceStopRequired."""
         self.agent(address).observer_running = running
 
+    def set_clock_offset(self, seconds: float) -> None:
+        """Skew the agents' clock (auth expiry, /api/v1/time, envelope and DAG times) by `seconds` from ours.
+
+        Process-wide: every simulated agent in this process shares the clock (see clock.py)."""
+        clock.set_offset(seconds)
+
     def reset(self) -> None:
-        """Clear faults and the stop record, and bring every cluster back to running with no DAGs."""
+        """Clear faults, clock skew and the stop record, and bring every cluster back to running with no DAGs."""
+        clock.set_offset(0)
         self.faults.clear()
         self.stops.clear()
         for cluster in self.clusters:
@@ -261,6 +269,8 @@ class ObshellSimulator:
             )
         elif kind == "agent_up":
             await self.agent_up(str(spec["agent"]))
+        elif kind == "clock_offset":
+            self.set_clock_offset(float(spec["seconds"]))
         elif kind == "observer":
             self.set_observer(str(spec["agent"]), running=bool(spec["running"]))
         else:
@@ -372,6 +382,9 @@ class SimulatorThread:
 
     def set_observer(self, address: str, *, running: bool) -> None:
         self._sync(self.simulator.set_observer, address, running=running)
+
+    def set_clock_offset(self, seconds: float) -> None:
+        self._sync(self.simulator.set_clock_offset, seconds)
 
     def reset(self) -> None:
         self._sync(self.simulator.reset)

@@ -7,6 +7,8 @@ import secrets
 from datetime import datetime
 from typing import Any
 
+from obstop.testing.obshell_sim import clock
+
 # errCode → (HTTP status, old numeric code or 0, English message template), from obshell's en.json.
 CATALOG: dict[str, tuple[int, int, str]] = {
     "Common.NotFound": (404, 0, "Element not found: %s"),
@@ -127,7 +129,7 @@ def envelope(
     """obshell's response envelope, keys in the order of Go's OcsAgentResponse."""
     body: dict[str, Any] = {
         "successful": error is None and status < 400,
-        "timestamp": go_time(datetime.now().astimezone()),
+        "timestamp": go_time(clock.now()),
         "duration": duration_ms,
         "status": status,
         "traceId": trace_id,
