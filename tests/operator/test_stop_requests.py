@@ -285,3 +285,17 @@ def test_delete_while_controller_is_down_does_not_hang() -> None:
         with pytest.raises(ApiException) as gone:
             s.get("to-delete")
         assert gone.value.status == 404
+
+
+def test_two_requests_racing_on_one_cluster_never_share_a_dag(stack: Stack, cluster: int) -> None:
+    """Created together against the same agent: each sends its own stop; obshell lets one win (the other fails
+    on the agents' locks or on the stopped observer), and neither reports the other's DAG as its own."""
+    agent = stack.agent(cluster)
+    stack.create(stop_request("race-a", agent, terminate=True))
+    stack.create(stop_request("race-b", agent, terminate=True))
+    a, b = stack.wait_for("race-a", timeout=60), stack.wait_for("race-b", timeout=60)
+    assert sorted([a["phase"], b["phase"]]) == ["Failed", "Succeeded"]
+    winner, loser = (a, b) if a["phase"] == "Succeeded" else (b, a)
+    assert loser.get("dag", {}).get("id") != winner["dag"]["id"]
+    assert loser["reason"] in ("Task.SubDag.NotAllCreated", "OB.Cluster.ForceStopRequired"), loser
+    assert len([r for r in _stops_for(stack, cluster) if r.params.get("terminate")]) == 2

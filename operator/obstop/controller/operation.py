@@ -79,6 +79,10 @@ class Controller:
         self._http: dict[str, httpx.AsyncClient] = {}
         self._agent_slots: dict[str, asyncio.Semaphore] = {}
         self._clocks: dict[str, _StageClock] = {}
+        # Requests whose stop this process knows was not sent (recorded here, no POST yet, or a POST that
+        # certainly did not reach the agent). Only for the others can a stop DAG on the agent be theirs: looking
+        # for one when no POST can have landed would adopt a concurrent request's DAG.
+        self._unsent: set[str] = set()
 
     async def aclose(self) -> None:
         for http in self._http.values():
@@ -106,6 +110,7 @@ class Controller:
     def forget(self, uid: str) -> None:
         self.metrics.forget(uid)
         self._clocks.pop(uid, None)
+        self._unsent.discard(uid)
 
     async def _step(self, req: Request, logger: logging.Logger | logging.LoggerAdapter[Any]) -> Decision:
         now = datetime.now(UTC)
@@ -144,30 +149,41 @@ class Controller:
         self, req: Request, spec: ObStopRequestSpec, client: ObshellClient, now: datetime, logger: Any
     ) -> Decision:
         status, settings = req.status, self.settings
-        try:
-            with self.metrics.call("unfinished_dags"):
-                earlier = await self._find_earlier_dag(client, status["submission"])
+        if req.uid not in self._unsent:  # restarted, or an earlier POST may have landed
+            try:
+                with self.metrics.call("unfinished_dags"):
+                    earlier = await self._find_earlier_dag(client, status["submission"])
+            except ObshellError as exc:
+                return self._submit_failed(req, exc, now)
             if earlier is not None:
                 logger.info("adopting stop DAG %s of an unanswered submission", earlier.id)
                 self._clocks[req.uid] = _StageClock(earlier.stage, time.monotonic())
                 return reconcile.submitted(status, earlier, req.generation, now, settings, adopted=True)
+        self._unsent.discard(req.uid)
+        try:
             with self.metrics.call("stop"):
                 self.metrics.submitted.inc()
                 dag = await client.stop(spec.stop_params())
-        except ObshellTransportError as exc:
-            decision = reconcile.fault(status, exc, req.generation, now, settings)
-            if exc.maybe_delivered:
-                # The stop may have landed: look for its DAG before anything is sent again.
-                decision.delay = max(decision.delay or 0, settings.lookup_grace_seconds)
-            return decision
         except ObshellError as exc:
-            if exc.transient:
-                return reconcile.fault(status, exc, req.generation, now, settings)
-            reason, message = reconcile.permanent_error(exc)
-            return reconcile.failed(status, reason, message, req.generation, now)
+            # The agent answered with an error (it created no DAG), or the request certainly never reached it.
+            if isinstance(exc, ObshellApiError) or (
+                isinstance(exc, ObshellTransportError) and not exc.maybe_delivered
+            ):
+                self._unsent.add(req.uid)
+            return self._submit_failed(req, exc, now)
         logger.info("stop DAG %s submitted (%s, %s)", dag.id, spec.scope.type.value, spec.mode)
         self._clocks[req.uid] = _StageClock(dag.stage, time.monotonic())
         return reconcile.submitted(status, dag, req.generation, now, settings, adopted=False)
+
+    def _submit_failed(self, req: Request, exc: ObshellError, now: datetime) -> Decision:
+        if not exc.transient:
+            reason, message = reconcile.permanent_error(exc)
+            return reconcile.failed(req.status, reason, message, req.generation, now)
+        decision = reconcile.fault(req.status, exc, req.generation, now, self.settings)
+        if isinstance(exc, ObshellTransportError) and exc.maybe_delivered:
+            # The stop may have landed: give the agent a moment, then look for its DAG before sending again.
+            decision.delay = max(decision.delay or 0, self.settings.lookup_grace_seconds)
+        return decision
 
     async def _record(self, req: Request, client: ObshellClient, now: datetime) -> Decision:
         """Ask the agent for its clock, then persist the submission before anything is POSTed."""
@@ -176,6 +192,7 @@ class Controller:
                 agent_now = await client.server_time()
         except ObshellError as exc:
             return reconcile.fault(req.status, exc, req.generation, now, self.settings)
+        self._unsent.add(req.uid)
         return reconcile.record_submission(
             req.status, client.endpoint.base_url, agent_now, req.generation, now
         )

@@ -1,0 +1,81 @@
+"""The controller's reconcile steps (Controller.step) driven by hand against the simulator over real HTTP, to
+sequence races that an end-to-end run cannot make happen on purpose. Only the Secret reader is replaced (it
+would need a Kubernetes API server); everything between the step and the agent is real."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from pydantic import SecretStr
+
+from obstop.controller.operation import Controller, Request
+from obstop.controller.settings import Settings
+from obstop.testing.obshell_sim import ObshellSimulator, SimulatorConfig
+from obstop.testing.stack import stop_request
+
+PASSWORD = "steps-root-pw"
+log = logging.getLogger("test")
+
+
+class StaticSecrets:
+    """Stands in for SecretReader: every Secret holds the cluster's password."""
+
+    async def read(self, namespace: str, name: str, key: str) -> SecretStr:
+        return SecretStr(PASSWORD)
+
+
+@pytest.fixture
+async def sim() -> AsyncIterator[ObshellSimulator]:
+    async with ObshellSimulator(SimulatorConfig(password=PASSWORD, zones=3, stage_seconds=0.5)) as s:
+        yield s
+
+
+def request(name: str, agent: str, status: dict[str, Any]) -> Request:
+    spec = stop_request(name, agent, terminate=True)["spec"]
+    return Request("default", name, f"uid-{name}", 1, spec, status)
+
+
+async def run_step(controller: Controller, name: str, agent: str, status: dict[str, Any]) -> dict[str, Any]:
+    return (await controller.step(request(name, agent, status), log)).status
+
+
+async def test_a_request_never_adopts_a_dag_started_by_another_after_it_recorded(
+    sim: ObshellSimulator,
+) -> None:
+    agent = sim.clusters[0].agents[0].address
+    controller = Controller(Settings(), StaticSecrets())  # type: ignore[arg-type]
+    try:
+        b = await run_step(controller, "b", agent, {})  # B records its submission (the agent's clock)...
+        assert "submission" in b and "dag" not in b
+        a = await run_step(controller, "a", agent, {})
+        a = await run_step(controller, "a", agent, a)  # ...then A's stop lands first
+        assert a["dag"]["id"]
+        b = await run_step(controller, "b", agent, b)  # B must send its own stop, not take A's DAG
+        assert b.get("dag", {}).get("id") != a["dag"]["id"]
+        assert len([r for r in sim.stops if r.params and r.params.get("terminate")]) == 2
+    finally:
+        await controller.aclose()
+
+
+async def test_a_restarted_controller_adopts_the_dag_of_its_lost_answer(sim: ObshellSimulator) -> None:
+    agent = sim.clusters[0].agents[0].address
+    first = Controller(Settings(), StaticSecrets())  # type: ignore[arg-type]
+    status = await run_step(first, "lost", agent, {})
+    sim.faults.drop_responses(agent=agent, times=1)  # the stop lands, its answer never comes
+    status = await run_step(first, "lost", agent, status)
+    assert "dag" not in status and status["lastError"]
+    await first.aclose()
+
+    second = Controller(Settings(), StaticSecrets())  # type: ignore[arg-type]  # a new process
+    try:
+        status = await run_step(second, "lost", agent, status)
+        assert status["dag"]["id"] == sim.stops[0].dag_id
+        assert "found on the agent" in " ".join(e for e in [status.get("message", "")]) or status[
+            "phase"
+        ] in ("Submitted", "Running")
+        assert len(sim.stops) == 1
+    finally:
+        await second.aclose()
