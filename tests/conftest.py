@@ -1,1 +1,129 @@
-"""Shared pytest configuration. Fixtures specific to one layer live in that layer's conftest."""
+"""Shared pytest configuration. Fixtures specific to one layer live in that layer's conftest.
+
+The password guard: every `Stack` entered during the run registers its (random) password, and so can a test
+with `password_guard.register(...)`. A test fails if a registered password shows up in its captured output or
+logs, or in the controller's logs, the events or any ObStopRequest's status of a Stack that is open while it
+runs. Failure reports never print the password itself: it is replaced by `***`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+REDACTED = "***"
+
+
+class PasswordGuard:
+    """The secrets that must never be seen, and the live stacks to look into."""
+
+    def __init__(self) -> None:
+        self.secrets: set[str] = set()
+        self.stacks: list[Any] = []
+
+    def register(self, secret: str) -> None:
+        if len(secret) >= 6:  # a short value would match innocent text
+            self.secrets.add(secret)
+
+    def leaks_in(self, text: str) -> bool:
+        return any(secret in text for secret in self.secrets)
+
+    def redact(self, text: str) -> str:
+        for secret in self.secrets:
+            text = text.replace(secret, REDACTED)
+        return text
+
+    def stack_leaks(self, stack: Any) -> list[str]:
+        """Where in a running stack the password appears: controller logs, events, statuses."""
+        from obstop.testing.stack import GROUP, PLURAL, VERSION
+
+        found = []
+        if self.leaks_in(stack.controller_logs()):
+            found.append("controller logs")
+        if getattr(stack, "api", None) is None:  # a real cluster: its objects are checked by that suite
+            return found
+        for namespace in {stack.namespace, *getattr(stack, "extra_namespaces", ())}:
+            items = stack.custom.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)["items"]
+            for item in items:
+                if self.leaks_in(json.dumps(item.get("status") or {})):
+                    found.append(f"status of {namespace}/{item['metadata']['name']}")
+            for event in stack.core.list_namespaced_event(namespace).items:
+                if self.leaks_in(f"{event.message or ''} {event.reason or ''}"):
+                    found.append(f"event {event.reason} in {namespace}")
+        return found
+
+
+GUARD = PasswordGuard()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _guard_every_stack() -> Iterator[None]:
+    """Register each Stack's password when it starts; check it for leaks just before it stops."""
+    try:
+        from obstop.testing.stack import Stack
+    except ImportError:  # the sandbox extras are not installed: nothing to guard
+        yield
+        return
+    enter, leave = Stack.__enter__, Stack.__exit__
+
+    def guarded_enter(self: Any) -> Any:
+        GUARD.register(self.password)
+        result = enter(self)
+        GUARD.stacks.append(self)
+        return result
+
+    def guarded_exit(self: Any, *exc: object) -> None:
+        leaks: list[str] = []
+        if self in GUARD.stacks:
+            GUARD.stacks.remove(self)
+            try:
+                leaks = GUARD.stack_leaks(self)
+            finally:
+                leave(self, *exc)
+        else:
+            leave(self, *exc)
+        if leaks:
+            pytest.fail(f"the root password appeared in: {', '.join(leaks)}", pytrace=False)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Stack, "__enter__", guarded_enter)
+        patch.setattr(Stack, "__exit__", guarded_exit)
+        yield
+
+
+@pytest.fixture
+def password_guard() -> PasswordGuard:
+    """Register extra secrets (`password_guard.register(pw)`) for this run's leak checks."""
+    return GUARD
+
+
+@pytest.fixture(autouse=True)
+def _no_password_in_open_stacks(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+    yield
+    leaks = [
+        f"{where} (stack {index})" for index, s in enumerate(GUARD.stacks) for where in GUARD.stack_leaks(s)
+    ]
+    if GUARD.leaks_in(caplog.text):
+        leaks.append("captured log records")
+    if leaks:
+        pytest.fail(f"the root password appeared in: {', '.join(leaks)}", pytrace=False)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """Fail a test whose captured stdout/stderr/log shows a password; never print the password in a report."""
+    report = yield
+    if not GUARD.secrets:
+        return report
+    leaked = [title for title, content in report.sections if GUARD.leaks_in(content)]
+    report.sections = [(title, GUARD.redact(content)) for title, content in report.sections]
+    if report.longrepr is not None and GUARD.leaks_in(str(report.longrepr)):
+        report.longrepr = GUARD.redact(str(report.longrepr))
+        leaked.append("failure report")
+    if leaked and report.passed:
+        report.outcome = "failed"
+        report.longrepr = f"the root password appeared in: {', '.join(leaked)}"
+    return report

@@ -8,6 +8,7 @@ finalizer would make deleting a request hang while the controller is down.
 from __future__ import annotations
 
 import logging
+import random
 from collections.abc import Mapping
 from typing import Any
 
@@ -54,6 +55,9 @@ def configure_kopf(kopf_settings: kopf.OperatorSettings, settings: Settings) -> 
     if settings.peering:
         kopf_settings.peering.name = settings.peering
         kopf_settings.peering.mandatory = True
+        # Kopf pauses *every* operator when peers share the highest priority, so replicas that all kept the
+        # default would all wait forever. A random priority per process makes exactly one of them the leader.
+        kopf_settings.peering.priority = random.randint(1, 2**31 - 1)
     for name in ("kopf.objects", "kopf"):
         logging.getLogger(name).addFilter(_NextStepIsNotAnError())
 

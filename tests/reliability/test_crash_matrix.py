@@ -1,0 +1,163 @@
+"""Crash matrix: the controller process (a real `obstop run`) is SIGKILLed at each point of a request's life,
+then restarted. Every case must end in the right terminal phase with exactly one stop landed on the agent.
+
+Nothing is mocked. The kill points are made deterministic by holding one HTTP request at the simulated agent
+(the request is executed, its answer waits) or by refusing writes at the emulated API server, and killing
+once that request is known to be held.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from reliability_support import Clusters, conditions, hold_next, landed_on, rule_taken, stops_on, wait_until
+
+from obstop.testing.stack import Stack, stop_request
+
+pytestmark = pytest.mark.timeout(120)
+
+CLUSTERS = 8
+TIME_ROUTE = "/api/v1/time"
+LOOKUP_ROUTE = "/api/v1/task/dag/agent/unfinish"
+STOP_ROUTE = "/api/v1/ob/stop"
+
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[Stack]:
+    with Stack(clusters=CLUSTERS, stage_seconds=0.2) as s:
+        yield s
+
+
+@pytest.fixture(scope="module")
+def clusters() -> Clusters:
+    return Clusters(CLUSTERS)
+
+
+@pytest.fixture
+def cluster(stack: Stack, clusters: Clusters) -> Iterator[int]:
+    """A fresh cluster of the shared stack, and a controller that is stopped (and faults cleared) after."""
+    stack.start_controller()
+    yield clusters.take()
+    stack.stop_controller(kill=True)
+    stack.sim.faults.clear()
+    stack.api.clear_faults()  # type: ignore[union-attr]
+
+
+def _restart_and_finish(stack: Stack, name: str) -> dict:
+    stack.stop_controller(kill=True)
+    stack.sim.faults.clear()
+    stack.start_controller()
+    return stack.wait_for(name, timeout=60)
+
+
+def _assert_one_stop(stack: Stack, cluster: int, status: dict) -> None:
+    landed = landed_on(stack, cluster)
+    assert len(landed) == 1, [r.to_wire() for r in stops_on(stack, cluster)]
+    assert landed[0].dag_id == status["dag"]["id"]
+    assert len(stops_on(stack, cluster)) == 1, "a second stop was sent (even if refused)"
+
+
+def test_killed_before_the_submission_is_recorded(stack: Stack, cluster: int) -> None:
+    """Killed while asking the agent's clock: nothing written, nothing sent. Expected: Succeeded, one stop."""
+    agent = stack.agent(cluster)
+    hold_next(stack, TIME_ROUTE, agent)
+    stack.create(stop_request("crash-before-record", agent, force=True))
+    wait_until(lambda: rule_taken(stack, TIME_ROUTE), what="controller asks the agent's clock")
+    assert "submission" not in (stack.get("crash-before-record").get("status") or {})
+
+    status = _restart_and_finish(stack, "crash-before-record")
+    assert status["phase"] == "Succeeded", status
+    _assert_one_stop(stack, cluster, status)
+
+
+def test_killed_after_recording_before_the_stop_call(stack: Stack, cluster: int) -> None:
+    """status.submission is written, the stop is not sent yet: the Secret cannot be read for the next step.
+    Expected: the restarted controller finds no DAG on the agent and sends the stop once: Succeeded."""
+    assert stack.api is not None
+    agent = stack.agent(cluster)
+    # Hold the clock question briefly: by then the Secret was read for this step; refuse the next reads.
+    stack.sim.faults.delay(1.0, route=TIME_ROUTE, agent=agent, times=1)
+    stack.create(stop_request("crash-before-post", agent, force=True))
+    wait_until(lambda: rule_taken(stack, TIME_ROUTE), what="controller asks the agent's clock")
+    stack.api.inject(500, verb="get", resource="secrets", times=None)
+    status = stack.wait_for("crash-before-post", lambda s: "submission" in s and "lastError" in s)
+    assert "Secret default/obshell-root" in status["lastError"] and "dag" not in status
+    assert stops_on(stack, cluster) == []
+
+    stack.stop_controller(kill=True)
+    stack.api.clear_faults()
+    status = _restart_and_finish(stack, "crash-before-post")
+    assert status["phase"] == "Succeeded", status
+    _assert_one_stop(stack, cluster, status)
+
+
+def test_killed_after_the_agent_accepted_before_status_was_written(stack: Stack, cluster: int) -> None:
+    """The stop landed (its DAG runs) but the answer is held; the DAG id never reached status.
+    Expected: the restarted controller adopts that DAG instead of sending another stop."""
+    agent = stack.agent(cluster)
+    hold_next(stack, STOP_ROUTE, agent, method="POST")
+    stack.create(stop_request("crash-after-accept", agent, terminate=True))
+    wait_until(lambda: landed_on(stack, cluster), what="the stop lands")
+    assert "dag" not in stack.get("crash-after-accept")["status"]
+
+    status = _restart_and_finish(stack, "crash-after-accept")
+    assert status["phase"] == "Succeeded", status
+    _assert_one_stop(stack, cluster, status)
+    submitted = [e["message"] for e in stack.events("crash-after-accept") if e["reason"] == "Submitted"]
+    assert any("found on the agent after an unanswered submission" in m for m in submitted), submitted
+
+
+def test_killed_while_polling(stack: Stack, cluster: int) -> None:
+    """Killed with a GET of the DAG in flight. Expected: the restarted controller polls the same DAG."""
+    agent = stack.agent(cluster)
+    stack.sim.faults.delay(0.6, route="/api/v1/task/dag/2", agent=agent)  # slow the DAG down to poll it
+    stack.create(stop_request("crash-while-polling", agent, terminate=True))
+    status = stack.wait_for("crash-while-polling", lambda s: bool((s.get("dag") or {}).get("id")))
+    dag_route = f"/api/v1/task/dag/{status['dag']['id']}"
+    hold_next(stack, dag_route, agent, method="GET")
+    wait_until(lambda: rule_taken(stack, dag_route), what="a poll of the DAG is in flight")
+
+    status = _restart_and_finish(stack, "crash-while-polling")
+    assert status["phase"] == "Succeeded", status
+    assert status["dag"]["maxStage"] == 6 and status["progress"] == "6/6"
+    _assert_one_stop(stack, cluster, status)
+
+
+def test_killed_while_the_status_write_with_the_dag_id_fails(stack: Stack, cluster: int) -> None:
+    """The stop landed, but the API server refuses every status write (500), so the DAG id is never stored;
+    the controller is killed while retrying the write. Expected: the restarted controller adopts the DAG."""
+    assert stack.api is not None
+    agent = stack.agent(cluster)
+    # The stop executes at once; its answer waits 1 s, time enough to make the API server refuse writes.
+    stack.sim.faults.delay(1.0, route=STOP_ROUTE, agent=agent, method="POST", times=1)
+    stack.create(stop_request("crash-while-writing", agent, force=True))
+    wait_until(lambda: landed_on(stack, cluster), what="the stop lands")
+    stack.api.clear_calls()
+    stack.api.inject(500, verb="patch", resource="obstoprequests", name="crash-while-writing", times=None)
+    wait_until(
+        lambda: stack.api.calls(verb="patch", resource="obstoprequests", name="crash-while-writing"),  # type: ignore[union-attr]
+        what="the controller tries to write the status",
+    )
+    assert "dag" not in stack.get("crash-while-writing")["status"]
+
+    stack.stop_controller(kill=True)
+    stack.api.clear_faults()
+    status = _restart_and_finish(stack, "crash-while-writing")
+    assert status["phase"] == "Succeeded", status
+    _assert_one_stop(stack, cluster, status)
+
+
+def test_killed_repeatedly_at_every_stage(stack: Stack, cluster: int) -> None:
+    """SIGKILL once per stage of a terminate stop (6 stages). Expected: Succeeded, one stop, every stage seen."""
+    agent = stack.agent(cluster)
+    stack.sim.faults.delay(0.3, route="/api/v1/task/dag/2", agent=agent)
+    stack.create(stop_request("crash-every-stage", agent, terminate=True))
+    for stage in range(1, 6):
+        stack.wait_for("crash-every-stage", lambda s, n=stage: (s.get("dag") or {}).get("stage", 0) >= n)
+        stack.stop_controller(kill=True)
+        stack.start_controller()
+    status = stack.wait_for("crash-every-stage", timeout=60)
+    assert status["phase"] == "Succeeded", status
+    assert conditions(status)["Complete"] == "True"
+    _assert_one_stop(stack, cluster, status)
