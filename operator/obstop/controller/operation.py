@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import re
 import ssl
 import time
 from collections.abc import Mapping
@@ -43,6 +44,9 @@ class _StageClock:
     stage: int
     since: float
     durations: list[float] = field(default_factory=list)
+    learned: set[str] = field(
+        default_factory=set
+    )  # ids of finished nodes already counted in the typical times
 
     def observe(self, stage: int, now: float) -> None:
         if stage != self.stage:
@@ -54,6 +58,27 @@ class _StageClock:
     @property
     def mean(self) -> float | None:
         return sum(self.durations) / len(self.durations) if self.durations else None
+
+
+class _RateLimit:
+    """A token bucket: `rate` calls per second on average, bursts of up to `rate` calls."""
+
+    def __init__(self, rate: float) -> None:
+        self.rate = rate
+        self.capacity = max(1.0, rate)
+        self.tokens = self.capacity
+        self.stamp = time.monotonic()
+        self._lock = asyncio.Lock()
+
+    async def acquire(self) -> None:
+        async with self._lock:  # first come, first served
+            now = time.monotonic()
+            self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
+            self.stamp = now
+            if self.tokens < 1:
+                await asyncio.sleep((1 - self.tokens) / self.rate)
+                self.tokens, self.stamp = 1.0, time.monotonic()
+            self.tokens -= 1
 
 
 @dataclass(frozen=True)
@@ -78,7 +103,12 @@ class Controller:
         self.keys = KeyCache()
         self._http: dict[str, httpx.AsyncClient] = {}
         self._agent_slots: dict[str, asyncio.Semaphore] = {}
+        self._agent_rates: dict[str, _RateLimit] = {}
         self._clocks: dict[str, _StageClock] = {}
+        # Typical duration of each DAG node by name, and of whole stop DAGs by max_stage, learned from the DAGs
+        # this controller followed: the next poll aims at the moment the DAG should end.
+        self._node_seconds: dict[str, float] = {}
+        self._dag_seconds: dict[int, float] = {}
         # Requests whose stop this process knows was not sent (recorded here, no POST yet, or a POST that
         # certainly did not reach the agent). Only for the others can a stop DAG on the agent be theirs: looking
         # for one when no POST can have landed would adopt a concurrent request's DAG.
@@ -173,7 +203,16 @@ class Controller:
             return self._submit_failed(req, exc, now)
         logger.info("stop DAG %s submitted (%s, %s)", dag.id, spec.scope.type.value, spec.mode)
         self._clocks[req.uid] = _StageClock(dag.stage, time.monotonic())
-        return reconcile.submitted(status, dag, req.generation, now, settings, adopted=False)
+        return reconcile.submitted(
+            status,
+            dag,
+            req.generation,
+            now,
+            settings,
+            adopted=False,
+            remaining_seconds=self._dag_seconds.get(dag.max_stage),
+            fine_seconds=self._fine_seconds(),
+        )
 
     def _submit_failed(self, req: Request, exc: ObshellError, now: datetime) -> Decision:
         if not exc.transient:
@@ -184,6 +223,28 @@ class Controller:
             # The stop may have landed: give the agent a moment, then look for its DAG before sending again.
             decision.delay = max(decision.delay or 0, self.settings.lookup_grace_seconds)
         return decision
+
+    def _fine_seconds(self, dag: DagDetail | None = None) -> float:
+        last = dag.nodes[-1].name if dag is not None and dag.nodes else None
+        typical = self._node_seconds.get(last) if last else None
+        if typical is None and self._node_seconds:
+            typical = min(self._node_seconds.values())
+        return reconcile.fine_poll_seconds(typical, self.settings)
+
+    def _learn(self, dag: DagDetail, clock: _StageClock) -> None:
+        """Fold the durations of the DAG's newly finished nodes (agent's own times) into the typical ones."""
+        for node in dag.nodes or ():
+            if node.state.value != "SUCCEED" or node.id in clock.learned:
+                continue
+            started, ended = _go_time(node.start_time), _go_time(node.end_time)
+            clock.learned.add(node.id)
+            if started is None or ended is None or ended < started:
+                continue
+            _fold(self._node_seconds, node.name, (ended - started).total_seconds())
+        if dag.succeeded:
+            started, ended = _go_time(dag.start_time), _go_time(dag.end_time)
+            if started is not None and ended is not None and ended >= started:
+                _fold(self._dag_seconds, dag.max_stage, (ended - started).total_seconds())
 
     async def _record(self, req: Request, client: ObshellClient, now: datetime) -> Decision:
         """Ask the agent for its clock, then persist the submission before anything is POSTed."""
@@ -248,6 +309,7 @@ class Controller:
         mono = time.monotonic()
         clock = self._clocks.setdefault(req.uid, _StageClock(dag.stage, mono))
         clock.observe(dag.stage, mono)
+        self._learn(dag, clock)
         decision = reconcile.observed(
             status,
             dag,
@@ -256,6 +318,10 @@ class Controller:
             settings,
             stage_seconds=clock.mean,
             seconds_in_stage=mono - clock.since,
+            remaining_seconds=reconcile.expected_remaining(
+                dag, _seconds_in_node(dag, client.last_server_time), self._node_seconds
+            ),
+            fine_seconds=self._fine_seconds(dag),
         )
         if decision.delay is None:
             self._clocks.pop(req.uid, None)
@@ -306,4 +372,43 @@ class Controller:
             self.settings.obshell_timeout_seconds, connect=min(5.0, self.settings.obshell_timeout_seconds)
         )
         limits = httpx.Limits(max_connections=None, max_keepalive_connections=200)
-        return httpx.AsyncClient(verify=verify, timeout=timeout, limits=limits, follow_redirects=False)
+        hooks = {"request": [self._pace_call]} if self.settings.agent_rate > 0 else {}
+        return httpx.AsyncClient(
+            verify=verify, timeout=timeout, limits=limits, follow_redirects=False, event_hooks=hooks
+        )
+
+    async def _pace_call(self, request: httpx.Request) -> None:
+        """Every call to an agent waits for its turn under OBSTOP_AGENT_RATE (calls per second per agent)."""
+        agent = request.url.netloc.decode()
+        limit = self._agent_rates.get(agent)
+        if limit is None:
+            limit = self._agent_rates[agent] = _RateLimit(self.settings.agent_rate)
+        await limit.acquire()
+
+
+_GO_FRACTION = re.compile(r"(\.\d{6})\d+")
+
+
+def _go_time(text: str) -> datetime | None:
+    """An RFC 3339 time as Go writes it (up to nanoseconds); Python reads microseconds at most."""
+    if not text:
+        return None
+    try:
+        return datetime.fromisoformat(_GO_FRACTION.sub(r"\1", text).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def _seconds_in_node(dag: DagDetail, agent_now: datetime | None) -> float | None:
+    """How long the current node has been running, by the agent's own clock (no skew with ours)."""
+    node = dag.current_node
+    started = _go_time(node.start_time) if node is not None else None
+    if agent_now is None or started is None or started.tzinfo is None or agent_now.tzinfo is None:
+        return None
+    return max(0.0, (agent_now - started).total_seconds())
+
+
+def _fold(typical: dict[Any, float], key: Any, seconds: float, weight: float = 0.3) -> None:
+    """Exponentially weighted mean: recent DAGs count most, one odd DAG does not swing it."""
+    old = typical.get(key)
+    typical[key] = seconds if old is None else old + weight * (seconds - old)

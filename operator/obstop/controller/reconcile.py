@@ -119,6 +119,8 @@ def submitted(
     settings: Settings,
     *,
     adopted: bool,
+    remaining_seconds: float | None = None,
+    fine_seconds: float = 1.0,
 ) -> Decision:
     """The agent accepted the stop (or we found the DAG of an earlier, unanswered POST)."""
     new = _copy(status)
@@ -129,7 +131,16 @@ def submitted(
     message = f"stop DAG {dag.id} {how}"
     new["reason"], new["message"] = "Submitted", message
     _set_progress_conditions(new, generation, now, "Submitted", message)
-    decision = observed(new, dag, generation, now, settings, stage_seconds=None)
+    decision = observed(
+        new,
+        dag,
+        generation,
+        now,
+        settings,
+        stage_seconds=None,
+        remaining_seconds=remaining_seconds,
+        fine_seconds=fine_seconds,
+    )
     decision.events.insert(0, Event("Normal", "Submitted", message))
     return decision
 
@@ -143,8 +154,11 @@ def observed(
     *,
     stage_seconds: float | None,
     seconds_in_stage: float = 0.0,
+    remaining_seconds: float | None = None,
+    fine_seconds: float = 1.0,
 ) -> Decision:
-    """A fresh view of the main DAG."""
+    """A fresh view of the main DAG. With `remaining_seconds` (see expected_remaining), the next poll aims at
+    the DAG's expected end; otherwise it follows the pace of its stages."""
     new = _copy(status)
     _clear_fault(new)
     before = (status.get("dag") or {}).get("stage")
@@ -168,7 +182,12 @@ def observed(
     _set_progress_conditions(new, generation, now, "Running", message)
     if before is not None and before != dag.stage:
         events.append(Event("Normal", "Progress", message))
-    return Decision(new, poll_delay(stage_seconds, seconds_in_stage, settings), events)
+    delay = (
+        poll_delay(stage_seconds, seconds_in_stage, settings)
+        if remaining_seconds is None
+        else aimed_poll_delay(remaining_seconds, fine_seconds, settings)
+    )
+    return Decision(new, delay, events)
 
 
 def fault(
@@ -267,6 +286,46 @@ def poll_delay(stage_seconds: float | None, seconds_in_stage: float, settings: S
         return min(high, max(low, 1.0))
     remaining = stage_seconds - seconds_in_stage
     wanted = remaining if remaining > low else stage_seconds / 4
+    return min(high, max(low, wanted))
+
+
+def expected_remaining(
+    dag: DagDetail, seconds_in_node: float | None, node_seconds: Mapping[str, float]
+) -> float | None:
+    """Seconds until `dag` should finish: what is left of its current node plus the typical durations of the
+    nodes after it (`node_seconds`, learned from earlier DAGs by node name). None when the DAG's nodes are
+    unknown or nothing has been learned yet; a node never seen takes the mean of those that were."""
+    nodes = dag.nodes or []
+    if not nodes or not node_seconds:
+        return None
+    fallback = sum(node_seconds.values()) / len(node_seconds)
+
+    def typical(name: str) -> float:
+        return node_seconds.get(name, fallback)
+
+    index = max(1, min(dag.stage, len(nodes)))
+    current = nodes[index - 1]
+    left = typical(current.name) - (seconds_in_node or 0.0) if current.state.value == "RUNNING" else 0.0
+    if current.state.value in ("PENDING", "READY"):
+        left = typical(current.name)
+    return max(0.0, left) + sum(typical(node.name) for node in nodes[index:])
+
+
+def fine_poll_seconds(last_node_seconds: float | None, settings: Settings) -> float:
+    """The spacing of polls once a DAG's end is due: a quarter of its last node's typical time, at most 1 s."""
+    if last_node_seconds is None:
+        return min(1.0, settings.poll_max_seconds)
+    return min(1.0, settings.poll_max_seconds, max(settings.poll_min_seconds, last_node_seconds / 4))
+
+
+def aimed_poll_delay(remaining: float, fine: float, settings: Settings) -> float:
+    """Aim the next poll one `fine` step before the DAG's expected end; once it is due, poll every `fine`.
+
+    Compared with a fixed period this spends no calls while nothing can have happened, and detects the end
+    within about `fine` seconds. Polls never come further apart than poll_max_seconds, so status stays fresh.
+    """
+    low, high = settings.poll_min_seconds, settings.poll_max_seconds
+    wanted = remaining - fine if remaining > 2 * fine else fine
     return min(high, max(low, wanted))
 
 

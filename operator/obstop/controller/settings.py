@@ -33,6 +33,8 @@ class Settings:
     lookup_grace_seconds: float = 2.0
     # At most this many concurrent HTTP calls to one agent.
     agent_concurrency: int = 4
+    # At most this many HTTP calls per second to one agent (a burst of as many is allowed); 0 = no bound.
+    agent_rate: float = 20.0
     # Health (/healthz) and metrics (/metrics) HTTP endpoint.
     health_port: int = 8080
     # Run with Kopf peering (several replicas, one active) under this peering name; empty = standalone.
@@ -62,6 +64,8 @@ class Settings:
             raise SettingsError("OBSTOP_RETRY_INITIAL_SECONDS must not exceed OBSTOP_RETRY_MAX_SECONDS")
         if self.agent_concurrency < 1:
             raise SettingsError("OBSTOP_AGENT_CONCURRENCY must be at least 1")
+        if self.agent_rate < 0:
+            raise SettingsError("OBSTOP_AGENT_RATE must not be negative (0 = no bound)")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

@@ -9,8 +9,9 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import os
+import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -47,6 +48,10 @@ class SimAgent:
     service_stopped: bool = False  # ALTER SYSTEM STOP SERVER/ZONE ran (immediate mode)
     serving: bool = False  # listening for HTTP
     dags: dict[int, d.Dag] = field(default_factory=dict, repr=False)
+    # Load as the agent saw it: arrival times (time.time()) of API calls, and the most served at once.
+    request_times: list[float] = field(default_factory=list, repr=False)
+    in_flight: int = 0
+    peak_in_flight: int = 0
     pid: int = field(default_factory=lambda: 10_000 + int.from_bytes(os.urandom(2), "big"))
     started_at_ns: int = field(default_factory=time.time_ns)
     url: str = ""  # set once listening: http(s)://ip:port
@@ -172,11 +177,23 @@ class _StopRun:
 class SimCluster:
     """One OceanBase cluster: its agents (zone1..zoneN, M agents each), password and running stop DAGs."""
 
-    def __init__(self, name: str, password: str, stage_seconds: float) -> None:
+    def __init__(
+        self,
+        name: str,
+        password: str,
+        stage_seconds: float,
+        *,
+        node_seconds: Mapping[str, float] | None = None,
+        stage_jitter: float = 0.0,
+        rng: random.Random | None = None,
+    ) -> None:
         self.name = name
         self.agents: list[SimAgent] = []
         self._password = password
         self.stage_seconds = stage_seconds
+        self.node_seconds = dict(node_seconds or {})
+        self.stage_jitter = stage_jitter
+        self._rng = rng or random.Random()
         self._runs: dict[str, _StopRun] = {}
 
     def __repr__(self) -> str:
@@ -266,9 +283,20 @@ class SimCluster:
             self._drive(run), name=f"sim-dag-{run.dag.generic_id}"
         )
 
+    def stage_duration(self, dag: d.Dag) -> float:
+        """How long the DAG's next step takes: its current node's time (or `stage_seconds`), with jitter.
+
+        A READY DAG waits `node_seconds["READY"]` (default `stage_seconds`) for the engine to pick it up.
+        """
+        key = "READY" if dag.state is d.State.READY else dag.current.name
+        base = self.node_seconds.get(key, self.stage_seconds)
+        if self.stage_jitter:
+            base *= self._rng.uniform(1 - self.stage_jitter, 1 + self.stage_jitter)
+        return max(0.0, base)
+
     async def _drive(self, run: _StopRun) -> None:
         while not run.dag.terminal:
-            await asyncio.sleep(self.stage_seconds)
+            await asyncio.sleep(self.stage_duration(run.dag))
             if run.owner.serving:  # a stopped agent does not run its DAGs; they resume when it is back
                 self.tick(run)
 
@@ -325,6 +353,7 @@ class SimCluster:
     @staticmethod
     def _finish(dag: d.Dag, state: d.State) -> None:
         dag.state, dag.end_time, dag.finished = state, _now(), True
+        dag.terminal_at = time.time()
 
     def _execute(self, run: _StopRun, node: d.Node) -> None:
         step = {
@@ -467,6 +496,7 @@ class SimCluster:
     def pass_sub_dag(sub: d.Dag) -> None:
         sub.state, sub.operator, sub.end_time, sub.finished = d.State.SUCCEED, d.Operator.PASS, _now(), True
         sub.stage = sub.max_stage
+        sub.terminal_at = time.time()
 
     # ----------------------------------------------------------------------------------------------
     # DAG lookup and operators (§4.3, §4.5)
@@ -537,6 +567,8 @@ class SimCluster:
         for agent in self.agents:
             agent.observer_running, agent.service_stopped = True, False
             agent.dags.clear()
+            agent.request_times.clear()
+            agent.peak_in_flight = agent.in_flight
 
     async def aclose(self) -> None:
         drivers = [run.driver for run in self._runs.values() if run.driver is not None]

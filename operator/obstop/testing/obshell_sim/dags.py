@@ -137,6 +137,8 @@ class Dag:
     additional_data: dict[str, Any] | None = None
     # Stop parameters of a main DAG (simulator bookkeeping, not on the wire).
     params: dict[str, Any] | None = None
+    # Wall-clock time (time.time()) when the DAG last became SUCCEED/FAILED: benchmarks measure from here.
+    terminal_at: float | None = None
 
     @property
     def max_stage(self) -> int:

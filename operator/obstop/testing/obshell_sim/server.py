@@ -121,6 +121,16 @@ class AgentServer:
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         if request.path.startswith(CONTROL_PREFIX):
             return await self.sim.control(request)
+        agent = self.agent
+        agent.request_times.append(time.time())
+        agent.in_flight += 1
+        agent.peak_in_flight = max(agent.peak_in_flight, agent.in_flight)
+        try:
+            return await self._serve(request)
+        finally:
+            agent.in_flight -= 1
+
+    async def _serve(self, request: web.Request) -> web.StreamResponse:
         started = time.monotonic()
         given_trace = request.headers.get(HEADER_TRACE, "")
         trace = given_trace or ("" if request.path == "/api/v1/status" else new_trace_id())

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import ssl
 import threading
 import time
-from collections.abc import Coroutine, Iterator
+from collections.abc import Coroutine, Iterator, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -40,12 +41,19 @@ class SimulatorConfig:
     ssl_context: ssl.SSLContext | None = None
     agent_password: str | None = field(default=None, repr=False)
     version: str = DEFAULT_VERSION
+    # Realistic timing: seconds per node name ("READY" = until the engine picks a new DAG up); names not
+    # given take `stage_seconds`. Each step is then stretched by a random factor in [1-jitter, 1+jitter].
+    node_seconds: Mapping[str, float] | None = None
+    stage_jitter: float = 0.0
+    seed: int | None = None
 
     def __post_init__(self) -> None:
         if self.zones < 1 or self.servers_per_zone < 1 or self.clusters < 1:
             raise ValueError("zones, servers_per_zone and clusters must be at least 1")
-        if self.stage_seconds < 0:
-            raise ValueError("stage_seconds must not be negative")
+        if self.stage_seconds < 0 or any(v < 0 for v in (self.node_seconds or {}).values()):
+            raise ValueError("stage_seconds and node_seconds must not be negative")
+        if not 0 <= self.stage_jitter < 1:
+            raise ValueError("stage_jitter must be in [0, 1)")
         if self.key_bits not in keys.SUPPORTED_KEY_BITS:
             raise ValueError(f"key_bits must be one of {keys.SUPPORTED_KEY_BITS}")
 
@@ -107,9 +115,17 @@ class ObshellSimulator:
     async def start(self) -> None:
         cfg = self.config
         port = cfg.base_port
+        rng = random.Random(cfg.seed)
         try:
             for index in range(cfg.clusters):
-                cluster = SimCluster(f"cluster{index}", cfg.password, cfg.stage_seconds)
+                cluster = SimCluster(
+                    f"cluster{index}",
+                    cfg.password,
+                    cfg.stage_seconds,
+                    node_seconds=cfg.node_seconds,
+                    stage_jitter=cfg.stage_jitter,
+                    rng=rng,
+                )
                 self.clusters.append(cluster)
                 for zone in range(1, cfg.zones + 1):
                     for _ in range(cfg.servers_per_zone):
@@ -224,7 +240,12 @@ class ObshellSimulator:
                             "obState": agent.ob_state,
                             "serviceStopped": agent.service_stopped,
                             "underMaintenance": agent.under_maintenance,
-                            "dags": [dag.to_wire(details=False) for dag in agent.dags.values()],
+                            "requests": len(agent.request_times),
+                            "peakInFlight": agent.peak_in_flight,
+                            "dags": [
+                                {**dag.to_wire(details=False), "terminalAt": dag.terminal_at}
+                                for dag in agent.dags.values()
+                            ],
                         }
                         for agent in cluster.agents
                     ],
@@ -233,14 +254,23 @@ class ObshellSimulator:
             ]
         }
 
+    def load(self) -> dict[str, Any]:
+        """Per agent: arrival times of its API calls and the most it served at once (GET /__sim__/load)."""
+        return {
+            agent.address: {"times": list(agent.request_times), "peakInFlight": agent.peak_in_flight}
+            for agent in self.agents
+        }
+
     async def control(self, request: web.Request) -> web.StreamResponse:
-        """/__sim__/...: GET stops|state|faults, POST faults|reset. Plain JSON, no auth (loopback tests only)."""
+        """/__sim__/...: GET stops|state|faults|load, POST faults|reset. Plain JSON, no auth (loopback only)."""
         action = request.path.removeprefix("/__sim__/").strip("/")
         try:
             if request.method == "GET" and action == "stops":
                 return web.json_response({"stops": [r.to_wire() for r in self.stops]})
             if request.method == "GET" and action == "state":
                 return web.json_response(self.snapshot())
+            if request.method == "GET" and action == "load":
+                return web.json_response(self.load())
             if request.method == "GET" and action == "faults":
                 return web.json_response({"faults": self.faults.describe()})
             if request.method == "POST" and action == "reset":
