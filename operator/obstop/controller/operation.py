@@ -61,11 +61,12 @@ class _StageClock:
 
 
 class _RateLimit:
-    """A token bucket: `rate` calls per second on average, bursts of up to `rate` calls."""
+    """A token bucket: `rate` calls per second; a burst holds a tenth of that, so no one second sees more
+    than 1.1 x rate calls."""
 
     def __init__(self, rate: float) -> None:
         self.rate = rate
-        self.capacity = max(1.0, rate)
+        self.capacity = max(1.0, rate / 10)
         self.tokens = self.capacity
         self.stamp = time.monotonic()
         self._lock = asyncio.Lock()
@@ -210,7 +211,7 @@ class Controller:
             now,
             settings,
             adopted=False,
-            remaining_seconds=self._dag_seconds.get(dag.max_stage),
+            remaining_seconds=self._expected_dag_seconds(dag.max_stage),
             fine_seconds=self._fine_seconds(),
         )
 
@@ -223,6 +224,14 @@ class Controller:
             # The stop may have landed: give the agent a moment, then look for its DAG before sending again.
             decision.delay = max(decision.delay or 0, self.settings.lookup_grace_seconds)
         return decision
+
+    def _expected_dag_seconds(self, max_stage: int) -> float | None:
+        """A new DAG's expected duration (its nodes are not known yet): as long as earlier ones with as many
+        stages, else that many nodes of typical length."""
+        known = self._dag_seconds.get(max_stage)
+        if known is None and self._node_seconds:
+            known = max_stage * sum(self._node_seconds.values()) / len(self._node_seconds)
+        return known
 
     def _fine_seconds(self, dag: DagDetail | None = None) -> float:
         last = dag.nodes[-1].name if dag is not None and dag.nodes else None
