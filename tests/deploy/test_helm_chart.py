@@ -378,6 +378,7 @@ def test_rendered_environment_is_read_by_the_controller_as_configured(render: Re
             "retryMaxSeconds": 120,
             "lookupGraceSeconds": 3,
             "agentConcurrency": 8,
+            "agentRate": 7.5,
             "port": 9090,
         },
         "peering": {"enabled": True, "name": "peers"},
@@ -395,6 +396,7 @@ def test_rendered_environment_is_read_by_the_controller_as_configured(render: Re
         retry_max_seconds=120.0,
         lookup_grace_seconds=3.0,
         agent_concurrency=8,
+        agent_rate=7.5,
         health_port=9090,
         peering="peers",
     )
