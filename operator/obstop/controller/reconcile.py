@@ -16,8 +16,12 @@ from typing import Any
 from obstop.controller.resource import Phase
 from obstop.controller.settings import Settings
 from obstop.obshell import DagDetail, ObshellApiError, ObshellError, ObshellTransportError
+from obstop.obshell.client import DEFAULT_LIFETIME
 
 Status = dict[str, Any]
+
+# How long a signed obshell request stays valid (the client's header lifetime, as the official SDKs use).
+SIGNED_REQUEST_LIFETIME = DEFAULT_LIFETIME
 
 # Names of the DAGs that obshell creates for a stop (fact sheet §3.4).
 STOP_DAG_NAME = "Stop OB"
@@ -257,6 +261,14 @@ def dag_failure(dag: DagDetail) -> tuple[str, str]:
 
 def permanent_error(error: ObshellError) -> tuple[str, str]:
     text = describe_error(error)
+    if isinstance(error, ObshellApiError) and error.is_expired:
+        # Not the password: the signed header's timestamp was already past on the agent's clock.
+        return (
+            error.reason or "AuthenticationExpired",
+            f"obshell refused the request as expired: {text}. A signed request is valid for "
+            f"{SIGNED_REQUEST_LIFETIME} s from the controller's clock, so the agent's clock is ahead of the "
+            "controller's by more than that: synchronise the clocks (NTP) and create a new ObStopRequest",
+        )
     if isinstance(error, ObshellApiError) and error.status == 401:
         return (
             error.reason,

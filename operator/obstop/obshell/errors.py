@@ -79,6 +79,14 @@ class ObshellApiError(ObshellError):
         )
 
     @property
+    def is_expired(self) -> bool:
+        """The signed header's timestamp had passed on the agent's clock (clock skew, or a very slow send)."""
+        return self.status == 401 and (
+            self.err_code == "Security.Authentication.Expired"
+            or (not self.err_code and "authentication expired" in self.message.lower())
+        )
+
+    @property
     def is_unauthorized(self) -> bool:
         return self.status == 401
 
