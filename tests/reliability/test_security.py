@@ -1,0 +1,154 @@
+"""Security: the password guard itself, Secret access limited to the one the request names (in its own
+namespace), and TLS verification on by default for https agents. Real `obstop run` processes, the emulated
+API server's record of calls, and an https simulator with a self-signed certificate."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import ipaddress
+import ssl
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from reliability_support import stops_on
+
+from obstop.testing.stack import Stack, stop_request
+
+pytestmark = pytest.mark.timeout(120)
+
+
+# ------------------------------------------------------------------------------------------------------
+# The guard (tests/conftest.py) must be able to fail
+
+
+def test_the_guard_finds_and_redacts_a_planted_password(password_guard: Any) -> None:
+    with Stack(clusters=1, stage_seconds=0.05) as s:
+        assert s.password in password_guard.secrets
+        assert password_guard.stack_leaks(s) == []
+        event = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"name": "planted"},
+            "involvedObject": {"kind": "ObStopRequest", "name": "x", "namespace": s.namespace},
+            "reason": "Planted",
+            "message": f"oops {s.password}",
+        }
+        s.core.create_namespaced_event(s.namespace, event)
+        assert password_guard.stack_leaks(s) == [f"event Planted in {s.namespace}"]
+        assert password_guard.redact(f"a {s.password} b") == "a *** b"
+        s.core.delete_namespaced_event("planted", s.namespace)  # or this test would fail, as it should
+        assert password_guard.stack_leaks(s) == []
+
+
+# ------------------------------------------------------------------------------------------------------
+# Secrets
+
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[Stack]:
+    with Stack(clusters=3, stage_seconds=0.05) as s:
+        s.extra_namespaces = ("team-b",)  # type: ignore[attr-defined]  # also checked by the password guard
+        s.ensure_namespace("team-b")
+        s.put_secret("team-b", "team-b-root", {"password": s.password})
+        s.put_secret("default", "decoy", {"password": s.password})
+        s.start_controller()
+        yield s
+
+
+def _secret_calls(stack: Stack) -> list[Any]:
+    assert stack.api is not None
+    return stack.api.calls(resource="secrets")
+
+
+def test_the_controller_reads_only_the_named_secret_in_the_requests_namespace(stack: Stack) -> None:
+    assert stack.api is not None
+    stack.api.clear_calls()
+    stack.create(stop_request("in-default", stack.agent(0), force=True))
+    stack.create(
+        stop_request("in-team-b", stack.agent(1), force=True, secret="team-b-root"), namespace="team-b"
+    )
+    assert stack.wait_for("in-default")["phase"] == "Succeeded"
+    assert stack.wait_for("in-team-b", namespace="team-b")["phase"] == "Succeeded"
+
+    calls = {(c.verb, c.namespace, c.name) for c in _secret_calls(stack)}
+    assert calls == {("get", "default", "obshell-root"), ("get", "team-b", "team-b-root")}
+
+
+def test_a_secret_of_another_namespace_is_never_used(stack: Stack) -> None:
+    """team-b has no `obshell-root`; default has one. Expected: waiting for team-b/obshell-root, never read
+    default's, no stop sent."""
+    assert stack.api is not None
+    stack.api.clear_calls()
+    stack.create(stop_request("borrowing", stack.agent(2), force=True), namespace="team-b")
+    status = stack.wait_for("borrowing", lambda s: s.get("attempts", 0) >= 2, namespace="team-b")
+    assert status["reason"] == "WaitingForSecret"
+    assert "Secret team-b/obshell-root not found" in status["lastError"]
+    assert {(c.verb, c.namespace, c.name) for c in _secret_calls(stack)} == {
+        ("get", "team-b", "obshell-root")
+    }
+    assert stops_on(stack, 2) == []
+
+
+# ------------------------------------------------------------------------------------------------------
+# TLS
+
+
+def _self_signed(workdir: Path) -> tuple[ssl.SSLContext, str]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "obshell-sim")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    pem = cert.public_bytes(serialization.Encoding.PEM).decode()
+    (workdir / "cert.pem").write_text(pem)
+    (workdir / "key.pem").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(workdir / "cert.pem", workdir / "key.pem")
+    return context, pem
+
+
+def test_https_agents_are_verified_by_default(tmp_path: Path) -> None:
+    """Self-signed agent certificate. Without caSecretRef: a certificate error in status and no stop reaches
+    the agent. With the certificate as caSecretRef: Succeeded."""
+    context, pem = _self_signed(tmp_path)
+    s = Stack(clusters=2, stage_seconds=0.05)
+    s.sim_config = dataclasses.replace(s.sim_config, ssl_context=context)
+    with s:
+        s.start_controller()
+        untrusted = s.sim.clusters[0].agents[0].url
+        assert untrusted.startswith("https://")
+        s.create(stop_request("untrusted", untrusted, force=True))
+        status = s.wait_for("untrusted", lambda st: st.get("attempts", 0) >= 2)
+        assert status["phase"] == "Pending" and status["reason"] == "AgentUnreachable"
+        assert "CERTIFICATE_VERIFY_FAILED" in status["lastError"], status["lastError"]
+        assert s.sim.stops() == []
+
+        s.put_secret(s.namespace, "obshell-ca", {"ca.crt": pem})
+        trusted = stop_request("trusted", s.sim.clusters[1].agents[0].url, force=True)
+        trusted["spec"]["obshell"]["caSecretRef"] = {"name": "obshell-ca"}
+        s.create(trusted)
+        assert s.wait_for("trusted", timeout=60)["phase"] == "Succeeded"
+        assert len(s.sim.landed_stops()) == 1 and s.get("untrusted")["status"]["phase"] == "Pending"
