@@ -149,6 +149,19 @@ def test_transient_fault_keeps_the_phase_and_backs_off() -> None:
     assert "lastError" not in cleared.status and "nextCheckTime" not in cleared.status
 
 
+def test_backoff_starts_over_after_a_call_that_worked() -> None:
+    error = ObshellTransportError("cannot connect", maybe_delivered=False)
+    status = reconcile.submitted({}, dag("RUNNING", 2), 1, NOW, SETTINGS, adopted=False).status
+    for _ in range(4):
+        decision = reconcile.fault(status, error, 1, NOW, SETTINGS)
+        status = decision.status
+    assert decision.delay == 8.0 and status["consecutiveErrors"] == 4
+    status = reconcile.observed(status, dag("RUNNING", 3), 1, NOW, SETTINGS, stage_seconds=None).status
+    assert "consecutiveErrors" not in status and status["attempts"] == 4
+    again = reconcile.fault(status, error, 1, NOW, SETTINGS)
+    assert again.delay == 1.0 and again.status["attempts"] == 5
+
+
 def test_backoff_is_capped() -> None:
     assert reconcile.backoff(30, SETTINGS) == SETTINGS.retry_max_seconds
 

@@ -199,18 +199,18 @@ def fault(
 ) -> Decision:
     """A fault that may go away (agent unreachable, 5xx, Secret missing): keep the phase, retry with back-off."""
     new = _copy(status) if status.get("phase") else begin(status, generation, now).status
-    attempts = int(new.get("attempts") or 0) + 1
-    new["attempts"] = attempts
+    new["attempts"] = int(new.get("attempts") or 0) + 1
+    # The back-off grows with the faults in a row, and starts over after any call that worked.
+    streak = int(new.get("consecutiveErrors") or 0) + 1
+    new["consecutiveErrors"] = streak
     text = describe_error(error)
     new["lastError"] = text
-    delay = backoff(attempts, settings)
+    delay = backoff(streak, settings)
     new["nextCheckTime"] = rfc3339(now + timedelta(seconds=delay))
     reason = error.reason if isinstance(error, ObshellError) else "WaitingForSecret"
-    new["reason"], new["message"] = reason, f"retrying in {delay:.0f}s (attempt {attempts}): {text}"
+    new["reason"], new["message"] = reason, f"retrying in {delay:.0f}s (attempt {streak}): {text}"
     _set_progress_conditions(new, generation, now, reason, new["message"])
-    events = (
-        [Event("Warning", "Retrying", new["message"])] if attempts in (1, 5) or attempts % 20 == 0 else []
-    )
+    events = [Event("Warning", "Retrying", new["message"])] if streak in (1, 5) or streak % 20 == 0 else []
     return Decision(new, delay, events)
 
 
@@ -354,7 +354,7 @@ def _copy(status: Mapping[str, Any]) -> Status:
 
 
 def _clear_fault(status: Status) -> None:
-    for key in ("lastError", "nextCheckTime"):
+    for key in ("lastError", "nextCheckTime", "consecutiveErrors"):
         status.pop(key, None)
 
 
