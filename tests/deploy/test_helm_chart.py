@@ -379,6 +379,7 @@ def test_rendered_environment_is_read_by_the_controller_as_configured(render: Re
             "lookupGraceSeconds": 3,
             "agentConcurrency": 8,
             "agentRate": 7.5,
+            "stallSeconds": 12,
             "port": 9090,
         },
         "peering": {"enabled": True, "name": "peers"},
@@ -397,6 +398,7 @@ def test_rendered_environment_is_read_by_the_controller_as_configured(render: Re
         lookup_grace_seconds=3.0,
         agent_concurrency=8,
         agent_rate=7.5,
+        stall_seconds=12.0,
         health_port=9090,
         peering="peers",
     )

@@ -7,19 +7,22 @@ finalizer would make deleting a request hang while the controller is down.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 from collections.abc import Mapping
 from typing import Any
 
 import kopf
+from kubernetes.client import CustomObjectsApi
 
 from obstop.controller.metrics import Metrics, serve
 from obstop.controller.operation import Controller, Request
 from obstop.controller.reconcile import Decision
 from obstop.controller.resource import GROUP, PLURAL, VERSION
-from obstop.controller.secrets import SecretReader
+from obstop.controller.secrets import SecretReader, kubernetes_client
 from obstop.controller.settings import Settings
+from obstop.controller.waker import annotation_toucher, wake_overdue
 
 registry = kopf.OperatorRegistry()
 
@@ -67,9 +70,13 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     ours: Settings = memo["settings"]
     configure_kopf(settings, ours)
     metrics = Metrics()
-    memo["controller"] = Controller(ours, memo.get("secrets") or SecretReader.from_environment(), metrics)
+    api_client = kubernetes_client()
+    controller = Controller(ours, SecretReader.from_client(api_client), metrics)
+    memo["controller"] = controller
     if ours.health_port:
         memo["health"] = await serve(metrics, ours.health_port)
+    touch = annotation_toucher(CustomObjectsApi(api_client), f"{ours.annotation_prefix}/wake")
+    memo["waker"] = asyncio.create_task(wake_overdue(controller.appointments, touch, ours.stall_seconds))
 
 
 @kopf.on.login(registry=registry)
@@ -81,6 +88,8 @@ def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
 @kopf.on.cleanup(registry=registry)
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     controller: Controller | None = memo.get("controller")
+    if memo.get("waker") is not None:
+        memo["waker"].cancel()
     if controller is not None:
         await controller.aclose()
     if memo.get("health") is not None:

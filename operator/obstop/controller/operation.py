@@ -26,6 +26,7 @@ from obstop.controller.reconcile import Decision, Step
 from obstop.controller.resource import InvalidSpec, ObStopRequestSpec, parse_spec
 from obstop.controller.secrets import SecretReader, SecretUnavailable
 from obstop.controller.settings import Settings
+from obstop.controller.waker import Appointments
 from obstop.obshell import (
     DagDetail,
     KeyCache,
@@ -106,6 +107,7 @@ class Controller:
         self._agent_slots: dict[str, asyncio.Semaphore] = {}
         self._agent_rates: dict[str, _RateLimit] = {}
         self._clocks: dict[str, _StageClock] = {}
+        self.appointments = Appointments()
         # Typical duration of each DAG node by name, and of whole stop DAGs by max_stage, learned from the DAGs
         # this controller followed: the next poll aims at the moment the DAG should end.
         self._node_seconds: dict[str, float] = {}
@@ -125,6 +127,7 @@ class Controller:
     async def step(self, req: Request, logger: logging.Logger | logging.LoggerAdapter[Any]) -> Decision:
         decision = await self._step(req, logger)
         self._account(req, decision)
+        self.appointments.expect(req.uid, req.namespace, req.name, decision.delay)
         return decision
 
     def _account(self, req: Request, decision: Decision) -> None:
@@ -140,6 +143,7 @@ class Controller:
 
     def forget(self, uid: str) -> None:
         self.metrics.forget(uid)
+        self.appointments.forget(uid)
         self._clocks.pop(uid, None)
         self._unsent.discard(uid)
 

@@ -16,6 +16,20 @@ from pydantic import SecretStr
 from obstop import __version__
 
 
+def kubernetes_client() -> Any:
+    """The controller's own API client (besides Kopf's): in-cluster service account, else $KUBECONFIG."""
+    from kubernetes import client, config
+
+    try:
+        config.load_incluster_config()  # type: ignore[no-untyped-call]
+    except config.ConfigException:
+        config.load_kube_config()  # type: ignore[no-untyped-call]
+    api_client = client.ApiClient()
+    # Our own calls are then told apart from Kopf's ("kopf/...") in API server audit logs.
+    api_client.user_agent = f"obstop/{__version__}"
+    return api_client
+
+
 class SecretUnavailable(Exception):
     """The Secret or its key cannot be read now; may resolve once someone creates it (a transient fault)."""
 
@@ -25,16 +39,9 @@ class SecretReader:
         self._api = api  # kubernetes.client.CoreV1Api
 
     @classmethod
-    def from_environment(cls) -> SecretReader:
-        from kubernetes import client, config
+    def from_client(cls, api_client: Any) -> SecretReader:
+        from kubernetes import client
 
-        try:
-            config.load_incluster_config()  # type: ignore[no-untyped-call]
-        except config.ConfigException:
-            config.load_kube_config()  # type: ignore[no-untyped-call]
-        api_client = client.ApiClient()
-        # Our own calls are then told apart from Kopf's ("kopf/...") in API server audit logs.
-        api_client.user_agent = f"obstop/{__version__}"
         return cls(client.CoreV1Api(api_client))
 
     async def read(self, namespace: str, name: str, key: str) -> SecretStr:

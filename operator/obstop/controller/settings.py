@@ -31,6 +31,8 @@ class Settings:
     retry_max_seconds: float = 60.0
     # After a stop whose answer was lost, wait this long before looking for its DAG on the agent (seconds).
     lookup_grace_seconds: float = 2.0
+    # A request whose next step is this late is woken by touching it (a lost Kopf patch, an API outage).
+    stall_seconds: float = 30.0
     # At most this many concurrent HTTP calls to one agent.
     agent_concurrency: int = 4
     # At most this many HTTP calls per second to one agent (a burst of as many is allowed); 0 = no bound.
@@ -55,6 +57,7 @@ class Settings:
             "poll_max_seconds",
             "obshell_timeout_seconds",
             "retry_initial_seconds",
+            "stall_seconds",
         ):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"OBSTOP_{name.upper()} must be positive")

@@ -153,6 +153,7 @@ class Stack:
             "OBSTOP_RETRY_INITIAL_SECONDS": "0.2",
             "OBSTOP_RETRY_MAX_SECONDS": "2",
             "OBSTOP_LOOKUP_GRACE_SECONDS": "0.5",
+            "OBSTOP_STALL_SECONDS": "3",
             "OBSTOP_OBSHELL_TIMEOUT_SECONDS": "3",
             **self.controller_env,
             **(env or {}),
