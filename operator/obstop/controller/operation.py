@@ -314,6 +314,11 @@ class Controller:
         except ObshellError as exc:
             if exc.transient:
                 return reconcile.fault(status, exc, req.generation, now, settings)
+            if isinstance(exc, ObshellApiError) and exc.is_unauthorized:
+                # The stop is already under way at the agent: failing the request would misreport it. Keep
+                # following the DAG, saying what to fix, until the credentials work again.
+                _, message = reconcile.permanent_error(exc)
+                return reconcile.fault(status, message, req.generation, now, settings, reason=exc.reason)
             if isinstance(exc, ObshellApiError) and exc.status == 404:
                 message = f"stop DAG {dag_id} no longer exists on the agent: {reconcile.describe_error(exc)}"
                 return reconcile.failed(status, "DagNotFound", message, req.generation, now)

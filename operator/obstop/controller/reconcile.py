@@ -195,7 +195,13 @@ def observed(
 
 
 def fault(
-    status: Mapping[str, Any], error: ObshellError | str, generation: int, now: datetime, settings: Settings
+    status: Mapping[str, Any],
+    error: ObshellError | str,
+    generation: int,
+    now: datetime,
+    settings: Settings,
+    *,
+    reason: str | None = None,
 ) -> Decision:
     """A fault that may go away (agent unreachable, 5xx, Secret missing): keep the phase, retry with back-off."""
     new = _copy(status) if status.get("phase") else begin(status, generation, now).status
@@ -207,7 +213,7 @@ def fault(
     new["lastError"] = text
     delay = backoff(streak, settings)
     new["nextCheckTime"] = rfc3339(now + timedelta(seconds=delay))
-    reason = error.reason if isinstance(error, ObshellError) else "WaitingForSecret"
+    reason = reason or (error.reason if isinstance(error, ObshellError) else "WaitingForSecret")
     new["reason"], new["message"] = reason, f"retrying in {delay:.0f}s (attempt {streak}): {text}"
     _set_progress_conditions(new, generation, now, reason, new["message"])
     events = [Event("Warning", "Retrying", new["message"])] if streak in (1, 5) or streak % 20 == 0 else []
