@@ -273,6 +273,27 @@ class Stack:
                 if time.monotonic() > deadline or self.controller.poll() is not None:
                     raise RuntimeError("the controller did not become healthy") from None
                 time.sleep(0.1)
+        profile = os.environ.get("OBSTOP_BENCH_PROFILE")
+        if profile:  # sample the controller for the whole run (py-spy, installed by hand: not a dependency)
+            spy = subprocess.Popen(
+                [
+                    "py-spy",
+                    "record",
+                    "--pid",
+                    str(self.controller.pid),
+                    "--format",
+                    "raw",
+                    "--rate",
+                    "50",
+                    "--nonblocking",
+                    "-o",
+                    profile,
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            # py-spy writes its profile on SIGINT (stop_process sends SIGTERM, which would lose it).
+            self._exit.callback(lambda: (spy.send_signal(signal.SIGINT), spy.wait(30)))
         time.sleep(1.0)  # let Kopf finish its first LIST/WATCH before anything is created
 
     def _watch(self) -> None:
