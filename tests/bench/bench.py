@@ -128,7 +128,8 @@ def stop_process(proc: subprocess.Popen[Any]) -> None:
 
 
 def serve_sim(args: argparse.Namespace) -> int:
-    from obstop.testing.obshell_sim import ObshellSimulator, SimulatorConfig
+    from obstop.commands.sim import serve
+    from obstop.testing.obshell_sim import SimulatorConfig
 
     config = SimulatorConfig(
         password=os.environ["OBSTOP_SIM_PASSWORD"],
@@ -141,19 +142,7 @@ def serve_sim(args: argparse.Namespace) -> int:
         seed=args.seed,
         key_bits=args.key_bits,
     )
-
-    async def serve() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, stop.set)
-        async with ObshellSimulator(config) as sim:
-            for agent in sim.agents:
-                print(f"agent {agent.address}", flush=True)
-            print("ready", flush=True)
-            await stop.wait()
-
-    asyncio.run(serve())
+    asyncio.run(serve(config))
     return 0
 
 

@@ -61,14 +61,15 @@ def main(args: argparse.Namespace) -> int:
         print(f"obstop sim: {exc}", file=sys.stderr)
         return 2
     try:
-        asyncio.run(_serve(config))
+        asyncio.run(serve(config))
     except OSError as exc:
         print(f"obstop sim: cannot listen: {exc}", file=sys.stderr)
         return 1
     return 0
 
 
-async def _serve(config: SimulatorConfig) -> None:
+async def serve(config: SimulatorConfig) -> None:
+    """Serve until SIGINT/SIGTERM, announcing each agent, then `ready`, on stdout (for a parent process)."""
     from obstop.testing.obshell_sim import ObshellSimulator
 
     stop = asyncio.Event()
