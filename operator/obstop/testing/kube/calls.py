@@ -59,17 +59,39 @@ class CallLog(list[ApiCall]):
         name: str | None = None,
     ) -> list[ApiCall]:
         """Calls matching all the given criteria; `user_agent` is a substring, `subresource=""` the main one."""
-        return [
-            call
-            for call in self
-            if (user_agent is None or user_agent in call.user_agent)
-            and (verb is None or call.verb == verb)
-            and (group is None or call.group == group)
-            and (resource is None or call.resource == resource)
-            and (subresource is None or (call.subresource or "") == subresource)
-            and (namespace is None or call.namespace == namespace)
-            and (name is None or call.name == name)
-        ]
+        criteria = dict(
+            user_agent=user_agent,
+            verb=verb,
+            group=group,
+            resource=resource,
+            subresource=subresource,
+            namespace=namespace,
+            name=name,
+        )
+        return [call for call in self if call_matches(call, **criteria)]
+
+
+def call_matches(
+    call: ApiCall,
+    *,
+    user_agent: str | None = None,
+    verb: str | None = None,
+    group: str | None = None,
+    resource: str | None = None,
+    subresource: str | None = None,
+    namespace: str | None = None,
+    name: str | None = None,
+) -> bool:
+    """Criteria left as None match anything; `user_agent` is a substring, `subresource=""` the main resource."""
+    return (
+        (user_agent is None or user_agent in call.user_agent)
+        and (verb is None or call.verb == verb)
+        and (group is None or call.group == group)
+        and (resource is None or call.resource == resource)
+        and (subresource is None or (call.subresource or "") == subresource)
+        and (namespace is None or call.namespace == namespace)
+        and (name is None or call.name == name)
+    )
 
 
 @dataclasses.dataclass
@@ -92,15 +114,15 @@ class Fault:
     hits: int = 0
 
     def matches(self, call: ApiCall) -> bool:
-        return (
-            (self.times is None or self.hits < self.times)
-            and (self.verb is None or call.verb == self.verb)
-            and (self.group is None or call.group == self.group)
-            and (self.resource is None or call.resource == self.resource)
-            and (self.subresource is None or (call.subresource or "") == self.subresource)
-            and (self.namespace is None or call.namespace == self.namespace)
-            and (self.name is None or call.name == self.name)
-            and (self.user_agent is None or self.user_agent in call.user_agent)
+        return not self.exhausted and call_matches(
+            call,
+            user_agent=self.user_agent,
+            verb=self.verb,
+            group=self.group,
+            resource=self.resource,
+            subresource=self.subresource,
+            namespace=self.namespace,
+            name=self.name,
         )
 
     @property
