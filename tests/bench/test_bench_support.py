@@ -12,7 +12,8 @@ import httpx
 import pytest
 
 from obstop.controller import reconcile
-from obstop.controller.operation import _go_time, _RateLimit
+from obstop.controller.operation import _RateLimit
+from obstop.controller.reconcile import parse_time
 from obstop.controller.settings import Settings, SettingsError
 from obstop.obshell import DagDetail, ObshellClient, Scope, ScopeType, StopParams
 from obstop.testing.obshell_sim import ObshellSimulator, SimulatorConfig
@@ -61,9 +62,9 @@ def test_fine_step_is_a_quarter_of_the_last_node_within_bounds() -> None:
 
 
 def test_go_times_with_nanoseconds_parse() -> None:
-    parsed = _go_time("2025-06-01T10:00:00.123456789+08:00")
+    parsed = parse_time("2025-06-01T10:00:00.123456789+08:00")
     assert parsed is not None and parsed.microsecond == 123456 and parsed.utcoffset() is not None
-    assert _go_time("") is None and _go_time("yesterday") is None
+    assert parse_time("") is None and parse_time("yesterday") is None
 
 
 def test_agent_rate_setting() -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-import re
 import ssl
 import time
 from collections.abc import Mapping
@@ -249,13 +248,13 @@ class Controller:
         for node in dag.nodes or ():
             if node.state.value != "SUCCEED" or node.id in clock.learned:
                 continue
-            started, ended = _go_time(node.start_time), _go_time(node.end_time)
+            started, ended = reconcile.parse_time(node.start_time), reconcile.parse_time(node.end_time)
             clock.learned.add(node.id)
             if started is None or ended is None or ended < started:
                 continue
             _fold(self._node_seconds, node.name, (ended - started).total_seconds())
         if dag.succeeded:
-            started, ended = _go_time(dag.start_time), _go_time(dag.end_time)
+            started, ended = reconcile.parse_time(dag.start_time), reconcile.parse_time(dag.end_time)
             if started is not None and ended is not None and ended >= started:
                 _fold(self._dag_seconds, dag.max_stage, (ended - started).total_seconds())
 
@@ -407,23 +406,10 @@ class Controller:
         await limit.acquire()
 
 
-_GO_FRACTION = re.compile(r"(\.\d{6})\d+")
-
-
-def _go_time(text: str) -> datetime | None:
-    """An RFC 3339 time as Go writes it (up to nanoseconds); Python reads microseconds at most."""
-    if not text:
-        return None
-    try:
-        return datetime.fromisoformat(_GO_FRACTION.sub(r"\1", text).replace("Z", "+00:00"))
-    except ValueError:
-        return None
-
-
 def _seconds_in_node(dag: DagDetail, agent_now: datetime | None) -> float | None:
     """How long the current node has been running, by the agent's own clock (no skew with ours)."""
     node = dag.current_node
-    started = _go_time(node.start_time) if node is not None else None
+    started = reconcile.parse_time(node.start_time) if node is not None else None
     if agent_now is None or started is None or started.tzinfo is None or agent_now.tzinfo is None:
         return None
     return max(0.0, (agent_now - started).total_seconds())

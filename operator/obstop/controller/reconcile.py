@@ -54,11 +54,15 @@ def rfc3339(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+_GO_FRACTION = re.compile(r"(\.\d{6})\d+")
+
+
 def parse_time(text: object) -> datetime | None:
+    """An RFC 3339 time, ours or obshell's (Go writes up to nanoseconds; Python reads microseconds at most)."""
     if not isinstance(text, str) or not text:
         return None
     try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+        return datetime.fromisoformat(_GO_FRACTION.sub(r"\1", text).replace("Z", "+00:00"))
     except ValueError:
         return None
 
