@@ -1,9 +1,10 @@
 """`obstop sandbox`: the whole loop on loopback, with no cluster and no OceanBase.
 
-Starts an emulated Kubernetes API server and a simulated 3-zone obshell cluster, installs the CRD, runs the
-controller (`obstop run`, a separate process), applies an example ObStopRequest and prints its status as it
-moves. Exits 0 once it is Succeeded, 1 if it Failed, 2 on timeout. With --keep it stays up and prints a
-kubeconfig, so you can `kubectl apply` your own requests.
+Starts a real local control plane (etcd + kube-apiserver, obstop.testing.controlplane) and a simulated 3-zone
+obshell cluster, installs the CRD, runs the controller (`obstop run`, a separate process), applies an example
+ObStopRequest and prints its status as it moves. Exits 0 once it is Succeeded, 1 if it Failed, 2 on timeout,
+3 when the control plane cannot start (the line says what is missing). With --keep it stays up and prints an
+`export KUBECONFIG=...`, so you can `kubectl apply` your own requests.
 """
 
 from __future__ import annotations
@@ -31,6 +32,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from obstop.testing.controlplane import ControlPlaneUnavailable
+
+    try:
+        return _run(args)
+    except ControlPlaneUnavailable as exc:
+        print(f"obstop sandbox: {exc}", file=sys.stderr)
+        return 3
+
+
+def _run(args: argparse.Namespace) -> int:
     from obstop.testing.stack import Stack, status_line, stop_request
 
     if args.scope == "GLOBAL" and args.mode == "immediate":
@@ -38,12 +49,15 @@ def main(args: argparse.Namespace) -> int:
             "obstop sandbox: obshell refuses an immediate GLOBAL stop; use --mode force or terminate"
         )
     say = _printer()
-    say(f"starting: emulated Kubernetes API, {args.zones}x{args.servers_per_zone} simulated obshell agents")
+    say(
+        f"starting: local control plane (etcd + kube-apiserver), {args.zones}x{args.servers_per_zone} "
+        "simulated obshell agents"
+    )
     with Stack(
         zones=args.zones, servers_per_zone=args.servers_per_zone, stage_seconds=args.stage_seconds
     ) as stack:
         agents = [a.address for a in stack.sim.clusters[0].agents]
-        say(f"kubeconfig {stack.kubeconfig}; agents {', '.join(agents)}")
+        say(f"control plane {stack.control_plane.url if stack.control_plane else '-'}; agents {', '.join(agents)}")
         stack.start_controller()
         say("controller started (obstop run); applying the example request")
         targets = {"GLOBAL": [], "ZONE": ["zone1"], "SERVER": [agents[-1]]}[args.scope]
@@ -78,9 +92,12 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _keep(stack: Stack, say: Callable[[str], None]) -> None:
+    agents = [a.address for a in stack.sim.clusters[0].agents]
     say(f"keeping the sandbox up. In another shell:\n  export KUBECONFIG={stack.kubeconfig}")
     say(
-        "  kubectl get obstop -w\n  kubectl apply --validate=false -f examples/server-force.yaml\nCtrl-C to stop."
+        "  kubectl get obstop -w\n"
+        f"  kubectl apply -f examples/zone-immediate.yaml   # after setting its address to {agents[0]}\n"
+        f"The Secret {stack.namespace}/obshell-root holds the simulated cluster's password. Ctrl-C to stop."
     )
     try:
         while True:

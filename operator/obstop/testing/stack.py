@@ -1,8 +1,11 @@
 """The whole loop on loopback, for the sandbox and the operator tests.
 
-An emulated Kubernetes API server and a simulated obshell cluster run in threads of this process; the
-controller runs as a real separate process (`obstop run`), so it can be killed and restarted like a pod.
-The test or the sandbox talks to the API server with the official kubernetes client, as kubectl would.
+A real control plane (etcd + kube-apiserver, `obstop.testing.controlplane`) runs as child processes, shared by
+several stacks (each in a namespace of its own) or owned by one; a simulated obshell cluster runs in a thread of
+this process; the controller runs as a real separate process (`obstop run`), so it can be killed and restarted
+like a pod. The test or the sandbox talks to the API server with the official kubernetes client, as kubectl
+would. With `proxy=True` the controller reaches the API server through a fault-injecting proxy
+(`obstop.testing.apiproxy`).
 """
 
 from __future__ import annotations
@@ -22,7 +25,8 @@ from typing import Any
 
 import yaml
 
-from obstop.testing.kube import ApiServerThread
+from obstop.testing.apiproxy import FaultProxy
+from obstop.testing.controlplane import ADMIN_USER, ControlPlane
 from obstop.testing.obshell_sim import SimulatorConfig, SimulatorThread
 
 GROUP, VERSION, PLURAL = "obshell.oceanbase.com", "v1alpha1", "obstoprequests"
@@ -31,14 +35,14 @@ TERMINAL = ("Succeeded", "Failed")
 
 
 def crd_path() -> Path:
-    """deploy/crds/ is the one source of truth for the CRD; $OBSTOP_CRD overrides (an installed wheel)."""
+    """The ObStopRequest CRD: deploy/crds/ is its one source of truth, linked here as testing/crds so that a
+    wheel carries it too; $OBSTOP_CRD overrides."""
     override = os.environ.get("OBSTOP_CRD")
     if override:
         return Path(override)
-    root = Path(__file__).resolve().parents[3]
-    found = sorted((root / "deploy" / "crds").glob("*obstoprequests*.yaml"))
+    found = sorted((Path(__file__).resolve().parent / "crds").glob("*obstoprequests*.yaml"))
     if not found:
-        raise FileNotFoundError(f"no ObStopRequest CRD under {root / 'deploy' / 'crds'}; set OBSTOP_CRD")
+        raise FileNotFoundError(f"no ObStopRequest CRD in {Path(__file__).parent / 'crds'}; set OBSTOP_CRD")
     return found[0]
 
 
@@ -82,15 +86,22 @@ class Stack:
         servers_per_zone: int = 1,
         clusters: int = 1,
         stage_seconds: float = 0.3,
-        namespace: str = "default",
+        namespace: str | None = None,
         workdir: Path | None = None,
         controller_env: Mapping[str, str] | None = None,
+        control_plane: ControlPlane | None = None,
         kubeconfig: Path | None = None,
+        proxy: bool = False,
     ) -> None:
-        """With `kubeconfig`, use that (real) cluster instead of starting the emulated API server."""
+        """The API server is `control_plane` (shared: the stack then works in a fresh namespace of its own and
+        the controller watches only that), or any cluster's `kubeconfig` (tests/e2e), or else a control plane
+        that this stack starts and stops. `proxy` puts a FaultProxy between the controller and the server."""
         # A fresh random password per stack: tests can then assert it never shows up in logs or status.
         self.password = password or secrets.token_urlsafe(12)
-        self.namespace = namespace
+        shared = control_plane is not None or kubeconfig is not None
+        self.namespace = namespace or (f"obstop-{secrets.token_hex(4)}" if shared else "default")
+        # A shared API server holds other stacks' requests: watch only our own namespace.
+        self.watch_namespace = shared
         self.sim_config = SimulatorConfig(
             password=self.password,
             zones=zones,
@@ -100,7 +111,10 @@ class Stack:
         )
         self._workdir_arg = workdir
         self._real_kubeconfig = kubeconfig
-        self.api: ApiServerThread | None = None
+        self._shared_control_plane = control_plane
+        self.control_plane: ControlPlane | None = control_plane
+        self._want_proxy = proxy
+        self.proxy: FaultProxy | None = None
         self.controller_env = dict(controller_env or {})
         self._exit = ExitStack()
         self.controller: subprocess.Popen[bytes] | None = None
@@ -114,11 +128,21 @@ class Stack:
             self.workdir = self._workdir_arg or Path(
                 self._exit.enter_context(tempfile.TemporaryDirectory(prefix="obstop-"))
             )
-            if self._real_kubeconfig is None:
-                self.api = self._exit.enter_context(ApiServerThread())
-                self.kubeconfig = Path(self.api.kubeconfig)
-            else:
+            if self._real_kubeconfig is not None:
                 self.kubeconfig = self._real_kubeconfig
+            else:
+                if self.control_plane is None:
+                    self.control_plane = self._exit.enter_context(ControlPlane())
+                self.kubeconfig = self.control_plane.kubeconfig
+            self.controller_kubeconfig = self.kubeconfig
+            if self._want_proxy:
+                cp = self.control_plane
+                if cp is None:
+                    raise ValueError("the fault proxy needs a local control plane (its admin token)")
+                self.proxy = self._exit.enter_context(FaultProxy(cp.url, cp.workdir / "ca.crt"))
+                self.controller_kubeconfig = cp.write_kubeconfig(
+                    self.workdir / "controller.kubeconfig", user=ADMIN_USER, server=self.proxy.url
+                )
             self.sim = self._exit.enter_context(SimulatorThread(self.sim_config))
             self._exit.callback(self.stop_controller)
             self.k8s = self._client()
@@ -140,14 +164,14 @@ class Stack:
     # The controller process
 
     def start_controller(self, *args: str, env: Mapping[str, str] | None = None) -> subprocess.Popen[bytes]:
-        """Start `obstop run` against the emulated API server; its output goes to controller-N.log."""
+        """Start `obstop run` against the API server (through the proxy, if any); output in controller-N.log."""
         if self.controller is not None and self.controller.poll() is None:
             raise RuntimeError("the controller is already running")
         self._controller_runs += 1
         log = self.workdir / f"controller-{self._controller_runs}.log"
         full_env = {
             **os.environ,
-            "KUBECONFIG": str(self.kubeconfig),
+            "KUBECONFIG": str(self.controller_kubeconfig),
             "OBSTOP_HEALTH_PORT": "0",
             "OBSTOP_POLL_MIN_SECONDS": "0.05",
             "OBSTOP_RETRY_INITIAL_SECONDS": "0.2",
@@ -158,7 +182,7 @@ class Stack:
             **self.controller_env,
             **(env or {}),
         }
-        if self._real_kubeconfig is not None:  # a shared real cluster: watch only our own namespace
+        if self.watch_namespace and "--namespace" not in args:
             args = ("--namespace", self.namespace, *args)
         with log.open("ab") as out:
             self.controller = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
