@@ -12,7 +12,7 @@ COMMANDS = {
     "run": "run the controller (Kopf) against the current Kubernetes context",
     "stop": "send one stop to an obshell agent and optionally wait for its DAG",
     "sim": "serve simulated obshell agents on loopback (for tests and the sandbox)",
-    "sandbox": "the whole loop on loopback: emulated Kubernetes API, simulated cluster, controller",
+    "sandbox": "the whole loop on loopback: local kube-apiserver + etcd, simulated cluster, controller",
 }
 
 

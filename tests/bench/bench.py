@@ -4,12 +4,12 @@
     .venv/bin/python tests/bench/bench.py --quick    # the same, scale 10/100 only
 
 Everything runs on loopback, each part in its own process so that none steals another's GIL: the obshell
-simulator (this file's `sim` sub-command), the emulated Kubernetes API server (`python -m obstop.testing.kube`)
+simulator (this file's `sim` sub-command), a real control plane (etcd + kube-apiserver, obstop.testing.controlplane)
 and the real controller (`obstop run`, default settings). This process creates the ObStopRequests, watches them
 through the API server, and reads the simulator's own records (when each stop arrived, when each DAG became
 terminal, every call each agent served). The last line printed is a `key=value ...` summary.
 
-The emulated API server is Python (kmock); a real kube-apiserver is much faster, so figures that include it
+kube-apiserver and etcd share the machine's cores with everything else, so figures that go through them
 (submission and detection latency, scale) are upper bounds of what a real cluster would show.
 """
 
@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
+TOOLS = Path(os.environ.get("OBSTOP_TOOLS_BIN") or ROOT / ".tools" / "bin")
 GROUP, VERSION, PLURAL = "obshell.oceanbase.com", "v1alpha1", "obstoprequests"
 NAMESPACE, SECRET = "default", "obshell-root"
 TERMINAL = ("Succeeded", "Failed")
@@ -206,21 +207,32 @@ class Stack:
             ],
             {"OBSTOP_SIM_PASSWORD": self.password},
         )
-        kubeconfig = workdir / "kubeconfig"
-        crd = next((ROOT / "deploy" / "crds").glob("*obstoprequests*.yaml"))
-        api = self._spawn(
+        from obstop.testing.controlplane import ControlPlane
+        from obstop.testing.stack import crd_path
+
+        control_plane = self._exit.enter_context(ControlPlane())
+        self.control_plane = control_plane
+        kubeconfig = control_plane.kubeconfig
+        applied = subprocess.run(
+            [str(TOOLS / "kubectl"), "--kubeconfig", str(kubeconfig), "apply", "-f", str(crd_path())],
+            capture_output=True,
+            text=True,
+        )
+        if applied.returncode != 0:
+            raise RuntimeError(f"kubectl apply of the CRD failed: {applied.stderr}")
+        subprocess.run(
             [
-                sys.executable,
-                "-m",
-                "obstop.testing.kube",
+                str(TOOLS / "kubectl"),
                 "--kubeconfig",
                 str(kubeconfig),
-                "--manifest",
-                str(crd),
+                "wait",
+                "--for=condition=Established",
+                "crd/obstoprequests.obshell.oceanbase.com",
+                "--timeout=60s",
             ],
-            {},
+            check=True,
+            capture_output=True,
         )
-        wait_line(api, "ready", 60)
         self.agents = [line.split()[1] for line in wait_line(sim, "ready", 600) if line.startswith("agent ")]
         self.sim_url = f"http://{self.agents[0]}/__sim__"
         self.kubeconfig = kubeconfig

@@ -1,11 +1,20 @@
-"""`obstop sandbox`, the README's first command, run as a process: the whole loop on loopback."""
+"""`obstop sandbox`, the README's first command, run as a process: the whole loop on loopback, on a real control
+plane of its own (etcd + kube-apiserver) and the obshell simulator; also from the project's wheel, unpacked
+outside the source checkout."""
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
+import zipfile
+from pathlib import Path
 
 import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+TOOLS = Path(os.environ.get("OBSTOP_TOOLS_BIN") or ROOT / ".tools" / "bin")
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -42,3 +51,93 @@ def test_sandbox_refuses_a_stop_obshell_would_refuse() -> None:
     result = sandbox("--mode", "immediate")
     assert result.returncode != 0
     assert "obshell refuses an immediate GLOBAL stop" in result.stderr
+
+
+def test_sandbox_keep_serves_kubectl_until_interrupted() -> None:
+    """--keep prints an `export KUBECONFIG=...` that the pinned kubectl can use (real printer columns from the
+    real API server); Ctrl-C (SIGINT) stops it and its control plane's folder is removed."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "obstop.cli", "sandbox", "--stage-seconds", "0.1", "--keep"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        lines = []
+        for line in proc.stdout:
+            lines.append(line.rstrip())
+            if "export KUBECONFIG=" in line:
+                break
+        exports = [line for line in lines if "export KUBECONFIG=" in line]
+        assert exports, "\n".join(lines)
+        kubeconfig = Path(exports[0].split("export KUBECONFIG=", 1)[1].strip())
+        table = subprocess.run(
+            [str(TOOLS / "kubectl"), "--kubeconfig", str(kubeconfig), "get", "obstop", "-A"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert table.returncode == 0, table.stderr
+        header, row = table.stdout.splitlines()[:2]
+        columns = "NAMESPACE NAME SCOPE TARGETS FORCE PHASE STAGE DAG AGE"
+        assert header.split() == columns.split(), header
+        assert row.split()[1:7] == ["sandbox-global-force", "GLOBAL", "[]", "true", "Succeeded", "5/5"], row
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(30) == 0
+        assert not kubeconfig.parent.exists(), "the control plane's folder was left behind"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The project's wheel, built as a user's `pip install` would build it, unpacked (no source checkout)."""
+    out = tmp_path_factory.mktemp("wheel")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(out), str(ROOT)],
+        check=True,
+        timeout=300,
+    )
+    (built,) = out.glob("ob_stop_operator-*.whl")
+    unpacked = out / "site"
+    with zipfile.ZipFile(built) as archive:
+        archive.extractall(unpacked)
+    return unpacked
+
+
+def from_wheel(wheel: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    clean = {
+        k: v for k, v in os.environ.items() if k not in ("OBSTOP_CONTROL_PLANE_BIN", "KUBEBUILDER_ASSETS")
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "obstop.cli", "sandbox", *args],
+        env={**clean, "PYTHONPATH": str(wheel), **env},
+        cwd=wheel.parent,
+        capture_output=True,
+        text=True,
+        timeout=110,
+    )
+
+
+def test_the_wheel_carries_the_crd_and_says_what_is_missing(wheel: Path) -> None:
+    """From an installed wheel: the CRD is the one in deploy/crds; without kube-apiserver and etcd the sandbox
+    says in one line what to install and exits 3 (no traceback)."""
+    crd = wheel / "obstop" / "testing" / "crds" / "obshell.oceanbase.com_obstoprequests.yaml"
+    assert crd.read_text() == (ROOT / "deploy" / "crds" / crd.name).read_text()
+    result = from_wheel(wheel)
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert result.stderr.count("\n") == 1 and "KUBEBUILDER_ASSETS" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_the_wheel_runs_the_sandbox_with_envtest_binaries(wheel: Path) -> None:
+    """With $KUBEBUILDER_ASSETS (the envtest convention) the installed wheel runs the whole loop."""
+    from obstop.testing.controlplane import Binaries
+
+    assets = Binaries.find().kube_apiserver.parent
+    result = from_wheel(wheel, "--stage-seconds", "0.1", "--timeout", "60", KUBEBUILDER_ASSETS=str(assets))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "obshell received 1 stop request(s)" in result.stdout

@@ -57,7 +57,8 @@ def _run(args: argparse.Namespace) -> int:
         zones=args.zones, servers_per_zone=args.servers_per_zone, stage_seconds=args.stage_seconds
     ) as stack:
         agents = [a.address for a in stack.sim.clusters[0].agents]
-        say(f"control plane {stack.control_plane.url if stack.control_plane else '-'}; agents {', '.join(agents)}")
+        server = stack.control_plane.url if stack.control_plane else "-"
+        say(f"control plane {server}; agents {', '.join(agents)}")
         stack.start_controller()
         say("controller started (obstop run); applying the example request")
         targets = {"GLOBAL": [], "ZONE": ["zone1"], "SERVER": [agents[-1]]}[args.scope]
@@ -74,6 +75,8 @@ def _run(args: argparse.Namespace) -> int:
         result = 2
         last: dict[str, object] = {}
         for status in stack.watch(name, timeout=args.timeout):
+            if not status:  # created, not yet seen by the controller
+                continue
             last = status
             say(status_line(name, status))
             if status.get("phase") == "Succeeded":

@@ -129,7 +129,11 @@ class _Process:
     def start(self) -> None:
         with self.log.open("ab") as out:
             self.popen = subprocess.Popen(  # noqa: S603 - our own binaries and arguments
-                self.argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent
+                self.argv,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                preexec_fn=_die_with_parent,
             )
 
     def running(self) -> bool:
@@ -189,7 +193,9 @@ class ControlPlane:
             (self.workdir / "owner.pid").write_text(str(os.getpid()))
             self._prepare_files()
             etcd_client, etcd_peer, secure = _free_ports(3)
-            self._etcd = _Process("etcd", self._etcd_argv(binaries.etcd, etcd_client, etcd_peer), self.workdir / "etcd.log")
+            self._etcd = _Process(
+                "etcd", self._etcd_argv(binaries.etcd, etcd_client, etcd_peer), self.workdir / "etcd.log"
+            )
             self._apiserver = _Process(
                 "kube-apiserver",
                 self._apiserver_argv(binaries.kube_apiserver, etcd_client, secure),
@@ -251,7 +257,9 @@ class ControlPlane:
                     if ready(client):
                         return
                 if time.monotonic() > deadline:
-                    raise ControlPlaneUnavailable(f"{proc.name} not ready in {_START_TIMEOUT:.0f}s:\n{proc.tail()}")
+                    raise ControlPlaneUnavailable(
+                        f"{proc.name} not ready in {_START_TIMEOUT:.0f}s:\n{proc.tail()}"
+                    )
                 time.sleep(0.1)
 
     # ----------------------------------------------------------------------------------------------
@@ -419,6 +427,7 @@ class _Certificate:
     ) -> _Certificate:
         from cryptography import x509
         from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.x509.oid import ExtendedKeyUsageOID
 
         key = ec.generate_private_key(ec.SECP256R1())
         attributes = [x509.NameAttribute(x509.NameOID.ORGANIZATION_NAME, o) for o in organizations]
@@ -432,7 +441,7 @@ class _Certificate:
                 x509.IPAddress(ipaddress.ip_address("10.0.0.1")),
             ]
             builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
-        usage = x509.ExtendedKeyUsageOID.SERVER_AUTH if server else x509.ExtendedKeyUsageOID.CLIENT_AUTH
+        usage = ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH
         builder = builder.add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
         return cls(key, builder.sign(ca.key, _sha256()))
 

@@ -163,15 +163,18 @@ class Stack:
     # ----------------------------------------------------------------------------------------------
     # The controller process
 
-    def start_controller(self, *args: str, env: Mapping[str, str] | None = None) -> subprocess.Popen[bytes]:
-        """Start `obstop run` against the API server (through the proxy, if any); output in controller-N.log."""
+    def start_controller(
+        self, *args: str, env: Mapping[str, str] | None = None, kubeconfig: Path | None = None
+    ) -> subprocess.Popen[bytes]:
+        """Start `obstop run` against the API server (through the proxy, if any), as the admin or as the
+        identity of `kubeconfig` (e.g. the chart's ServiceAccount token); output in controller-N.log."""
         if self.controller is not None and self.controller.poll() is None:
             raise RuntimeError("the controller is already running")
         self._controller_runs += 1
         log = self.workdir / f"controller-{self._controller_runs}.log"
         full_env = {
             **os.environ,
-            "KUBECONFIG": str(self.controller_kubeconfig),
+            "KUBECONFIG": str(kubeconfig or self.controller_kubeconfig),
             "OBSTOP_HEALTH_PORT": "0",
             "OBSTOP_POLL_MIN_SECONDS": "0.05",
             "OBSTOP_RETRY_INITIAL_SECONDS": "0.2",
