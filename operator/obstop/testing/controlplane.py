@@ -66,20 +66,23 @@ class Binaries:
     etcd: Path
 
     @classmethod
-    def find(cls) -> Binaries:
-        """Where kube-apiserver and etcd are; ControlPlaneUnavailable (one sentence) when nowhere."""
-        candidates: list[Path] = []
-        for variable in ("OBSTOP_CONTROL_PLANE_BIN", "KUBEBUILDER_ASSETS"):
-            if os.environ.get(variable):
-                candidates.append(Path(os.environ[variable]))
-        checkout = Path(__file__).resolve().parents[3] / ".tools" / "control-plane"
-        candidates.extend(sorted(checkout.glob("*/bin"), reverse=True))
-        for folder in candidates:
+    def find(cls, folders: Sequence[Path] | None = None) -> Binaries:
+        """Where kube-apiserver and etcd are (in `folders`, or the default places); ControlPlaneUnavailable, in
+        one sentence, when nowhere."""
+        if folders is None:
+            folders = [
+                Path(os.environ[v])
+                for v in ("OBSTOP_CONTROL_PLANE_BIN", "KUBEBUILDER_ASSETS")
+                if os.environ.get(v)
+            ]
+            checkout = Path(__file__).resolve().parents[3] / ".tools" / "control-plane"
+            folders.extend(sorted(checkout.glob("*/bin"), reverse=True))
+        for folder in folders:
             found = cls(folder / "kube-apiserver", folder / "etcd")
             if all(os.access(p, os.X_OK) for p in (found.kube_apiserver, found.etcd)):
                 return found
         raise ControlPlaneUnavailable(
-            "no kube-apiserver and etcd found: run `./dev control-plane-build` in a source checkout (needs Go), "
+            "no kube-apiserver and etcd found: run `./dev setup` in a source checkout (it builds them with Go), "
             "or set KUBEBUILDER_ASSETS to a folder holding both (setup-envtest use 1.37.x)"
         )
 
