@@ -13,7 +13,9 @@ runs. Failure reports never print the password itself: it is replaced by `***`.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -68,6 +70,16 @@ def control_plane() -> Iterator[Any]:
 
     with ControlPlane() as cp:
         yield cp
+
+
+@pytest.fixture(scope="session")
+def kube_target(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """Where a Stack that needs nothing local (no audit log, fault proxy or server kill) runs: `Stack(**kube_target)`
+    on the cluster of $OBSTOP_E2E_KUBECONFIG when it is set, else on the session's control plane."""
+    external = os.environ.get("OBSTOP_E2E_KUBECONFIG")
+    if external:
+        return {"kubeconfig": Path(external)}
+    return {"control_plane": request.getfixturevalue("control_plane")}
 
 
 @pytest.fixture(scope="session", autouse=True)

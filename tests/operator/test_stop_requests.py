@@ -1,6 +1,7 @@
 """ObStopRequests end to end: a real `obstop run` process (Kopf) against a real kube-apiserver + etcd (the
 session's control plane) and the obshell simulator, all over real HTTP on loopback. Nothing is mocked; obshell is
-simulated because no real agent can run here, and tests/e2e runs the same scenarios against any cluster."""
+simulated because no real agent can run here. With $OBSTOP_E2E_KUBECONFIG set, the same tests run against that
+cluster instead (tests/e2e has more)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ from typing import Any
 
 import pytest
 
-from obstop.testing.controlplane import ControlPlane
 from obstop.testing.stack import Stack, stop_request
 
 pytestmark = pytest.mark.timeout(180)
@@ -19,10 +19,10 @@ CLUSTERS = 16
 
 
 @pytest.fixture(scope="module")
-def stack(control_plane: ControlPlane) -> Iterator[Stack]:
+def stack(kube_target: dict[str, Any]) -> Iterator[Stack]:
     """A namespace of the session's API server, CLUSTERS independent simulated 3-zone clusters and one controller,
     shared by this module. Each test stops its own cluster, so the tests do not see each other's state."""
-    with Stack(clusters=CLUSTERS, stage_seconds=0.1, control_plane=control_plane) as s:
+    with Stack(clusters=CLUSTERS, stage_seconds=0.1, **kube_target) as s:
         s.start_controller()
         yield s
         leaks = _password_leaks(s)
@@ -238,8 +238,8 @@ def test_invalid_requests_are_refused_at_admission(stack: Stack, cluster: int) -
     assert stack.wait_for("immutable", timeout=60)["phase"] == "Succeeded"
 
 
-def test_controller_restart_mid_dag_resumes_without_a_second_stop(control_plane: ControlPlane) -> None:
-    with Stack(stage_seconds=0.5, control_plane=control_plane) as s:
+def test_controller_restart_mid_dag_resumes_without_a_second_stop(kube_target: dict[str, Any]) -> None:
+    with Stack(stage_seconds=0.5, **kube_target) as s:
         s.start_controller()
         s.create(stop_request("restart", s.agent(), terminate=True))
         s.wait_for("restart", lambda st: st.get("phase") == "Running" and st["dag"]["stage"] >= 2, timeout=60)
@@ -250,9 +250,9 @@ def test_controller_restart_mid_dag_resumes_without_a_second_stop(control_plane:
         assert len(s.sim.stops()) == 1
 
 
-def test_killed_between_recording_and_status_still_one_stop(control_plane: ControlPlane) -> None:
+def test_killed_between_recording_and_status_still_one_stop(kube_target: dict[str, Any]) -> None:
     """SIGKILL right after the stop landed: the DAG id never reached status, the restarted controller finds it."""
-    with Stack(stage_seconds=0.5, control_plane=control_plane) as s:
+    with Stack(stage_seconds=0.5, **kube_target) as s:
         s.start_controller()
         s.sim.faults.delay(3, route="/api/v1/ob/stop")  # the stop lands at once, its answer comes 3 s later
         s.create(stop_request("crash-after-post", s.agent(), force=True))
@@ -272,8 +272,8 @@ def test_killed_between_recording_and_status_still_one_stop(control_plane: Contr
         assert len(s.sim.stops()) == 1
 
 
-def test_delete_while_controller_is_down_does_not_hang(control_plane: ControlPlane) -> None:
-    with Stack(control_plane=control_plane) as s:
+def test_delete_while_controller_is_down_does_not_hang(kube_target: dict[str, Any]) -> None:
+    with Stack(**kube_target) as s:
         s.start_controller()
         s.create(stop_request("to-delete", s.agent(), force=True))
         s.wait_for("to-delete", timeout=60)
