@@ -4,14 +4,16 @@ would need a Kubernetes API server); everything between the step and the agent i
 
 from __future__ import annotations
 
+import base64
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from pydantic import SecretStr
 
+from obstop.controller.agent_policy import ALLOWED_AGENTS
 from obstop.controller.operation import Controller, Request
+from obstop.controller.secrets import SecretData
 from obstop.controller.settings import Settings
 from obstop.testing.obshell_sim import ObshellSimulator, SimulatorConfig
 from obstop.testing.stack import stop_request
@@ -23,8 +25,9 @@ log = logging.getLogger("test")
 class StaticSecrets:
     """Stands in for SecretReader: every Secret holds the cluster's password."""
 
-    async def read(self, namespace: str, name: str, key: str) -> SecretStr:
-        return SecretStr(PASSWORD)
+    async def read(self, namespace: str, name: str) -> SecretData:
+        encoded = base64.b64encode(PASSWORD.encode()).decode()
+        return SecretData(namespace, name, {ALLOWED_AGENTS: "127.0.0.0/8:*"}, {"password": encoded})
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ SecretReader (the only stand-in: reading Kubernetes is not what is tested here).
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import logging
 import threading
@@ -23,10 +24,11 @@ import pytest
 from aiohttp import web
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pydantic import SecretStr
 
+from obstop.controller.agent_policy import ALLOWED_AGENTS
 from obstop.controller.operation import Controller, Request
 from obstop.controller.reconcile import next_step
+from obstop.controller.secrets import SecretData
 from obstop.controller.settings import Settings
 from obstop.obshell import ObshellClient, ObshellError, StopParams, crypto
 from obstop.obshell.client import MAX_RESPONSE_BYTES
@@ -222,8 +224,9 @@ def test_an_oversized_answer_is_refused(agent: FakeAgent) -> None:
 class FakeSecrets:
     """Stand-in for SecretReader (which reads the Kubernetes API): always the password."""
 
-    async def read(self, namespace: str, name: str, key: str) -> SecretStr:
-        return SecretStr(PASSWORD)
+    async def read(self, namespace: str, name: str) -> SecretData:
+        encoded = base64.b64encode(PASSWORD.encode()).decode()
+        return SecretData(namespace, name, {ALLOWED_AGENTS: "127.0.0.0/8:*"}, {"password": encoded})
 
 
 def _status_for(step: str, agent: FakeAgent) -> dict[str, Any]:

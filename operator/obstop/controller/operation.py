@@ -19,14 +19,15 @@ from typing import Any
 import httpx
 from pydantic import SecretStr
 
-from obstop.controller import reconcile
+from obstop.controller import agent_policy, reconcile
 from obstop.controller.metrics import Metrics
 from obstop.controller.reconcile import Decision, Step
 from obstop.controller.resource import InvalidSpec, ObStopRequestSpec, parse_spec
-from obstop.controller.secrets import SecretReader, SecretUnavailable
+from obstop.controller.secrets import SecretData, SecretReader, SecretUnavailable
 from obstop.controller.settings import Settings
 from obstop.controller.waker import Appointments
 from obstop.obshell import (
+    AgentEndpoint,
     DagDetail,
     KeyCache,
     ObshellApiError,
@@ -35,6 +36,14 @@ from obstop.obshell import (
     ObshellTransportError,
     parse_endpoint,
 )
+
+
+class SecretNotReleased(Exception):
+    """The Secret's owner does not let its value go to this agent (agent_policy): fail, having sent nothing."""
+
+    def __init__(self, refusal: agent_policy.Refusal) -> None:
+        super().__init__(refusal.message)
+        self.refusal = refusal
 
 
 @dataclass
@@ -169,6 +178,8 @@ class Controller:
             client = await self._client(req.namespace, spec)
         except SecretUnavailable as exc:
             return reconcile.fault(status, str(exc), req.generation, now, self.settings)
+        except SecretNotReleased as exc:  # before any connection to the agent: nothing was sent
+            return reconcile.failed(status, exc.refusal.reason, exc.refusal.message, req.generation, now)
         slot = self._agent_slots.setdefault(
             client.endpoint.base_url, asyncio.Semaphore(self.settings.agent_concurrency)
         )
@@ -348,10 +359,14 @@ class Controller:
     # ----------------------------------------------------------------------------------------------
 
     async def _client(self, namespace: str, spec: ObStopRequestSpec) -> ObshellClient:
-        ref = spec.obshell.password_secret_ref
-        password = await self.secrets.read(namespace, ref.name, ref.key)
         endpoint = parse_endpoint(spec.obshell.address)
-        http = await self._http_for(namespace, spec) if endpoint.scheme == "https" else self._plain_http()
+        ref = spec.obshell.password_secret_ref
+        password = self._release(await self.secrets.read(namespace, ref.name), ref.key, endpoint)
+        http = (
+            await self._http_for(namespace, spec, endpoint)
+            if endpoint.scheme == "https"
+            else self._plain_http()
+        )
         return ObshellClient(
             endpoint, password, key_cache=self.keys, http=http, timeout=self.settings.obshell_timeout_seconds
         )
@@ -359,13 +374,25 @@ class Controller:
     def _plain_http(self) -> httpx.AsyncClient:
         return self._pooled("http", True)
 
-    async def _http_for(self, namespace: str, spec: ObStopRequestSpec) -> httpx.AsyncClient:
+    def _release(self, secret: SecretData, key: str, endpoint: AgentEndpoint) -> SecretStr:
+        """The value of `key`, only if the Secret's owner lets it go to this agent (checked on every step, so
+        removing the annotation stops the next call); SecretNotReleased otherwise."""
+        refusal = agent_policy.check(
+            secret.ref, secret.annotations, key, endpoint, self.settings.allowed_agent_patterns
+        )
+        if refusal is not None:
+            raise SecretNotReleased(refusal)
+        return secret.value(key)
+
+    async def _http_for(
+        self, namespace: str, spec: ObStopRequestSpec, endpoint: AgentEndpoint
+    ) -> httpx.AsyncClient:
         if spec.obshell.insecure_skip_tls_verify:
             return self._pooled("https-insecure", False)
         ca = spec.obshell.ca_secret_ref
         if ca is None:
             return self._pooled("https-system", True)
-        bundle: SecretStr = await self.secrets.read(namespace, ca.name, ca.key)
+        bundle = self._release(await self.secrets.read(namespace, ca.name), ca.key, endpoint)
         pem = bundle.get_secret_value()
         digest = hashlib.sha256(pem.encode()).hexdigest()
         key = f"https-ca-{digest}"

@@ -1,7 +1,8 @@
 """Reading the password (and CA bundle) Secret named by a request, in the request's namespace only.
 
-The kubernetes client is synchronous; calls run in a worker thread. Values are returned as SecretStr so that
-they cannot leak through a repr or a log line.
+The kubernetes client is synchronous; calls run in a worker thread. A Secret is read whole (its annotations
+decide where its values may go: agent_policy), and a value is decoded only once that is settled, as SecretStr so
+that it cannot leak through a repr or a log line.
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import SecretStr
@@ -34,6 +37,28 @@ class SecretUnavailable(Exception):
     """The Secret or its key cannot be read now; may resolve once someone creates it (a transient fault)."""
 
 
+@dataclass(frozen=True)
+class SecretData:
+    """A Secret as read: where it is, its annotations, and its (still encoded) values."""
+
+    namespace: str
+    name: str
+    annotations: Mapping[str, str]
+    data: Mapping[str, str] = field(repr=False)
+
+    @property
+    def ref(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    def value(self, key: str) -> SecretStr:
+        if key not in self.data:
+            raise SecretUnavailable(f"Secret {self.ref} has no key {key!r}")
+        try:
+            return SecretStr(base64.b64decode(self.data[key], validate=True).decode("utf-8"))
+        except (binascii.Error, UnicodeDecodeError):
+            raise SecretUnavailable(f"Secret {self.ref} key {key!r} is not UTF-8 text") from None
+
+
 class SecretReader:
     def __init__(self, api: Any) -> None:
         self._api = api  # kubernetes.client.CoreV1Api
@@ -44,7 +69,7 @@ class SecretReader:
 
         return cls(client.CoreV1Api(api_client))
 
-    async def read(self, namespace: str, name: str, key: str) -> SecretStr:
+    async def read(self, namespace: str, name: str) -> SecretData:
         from kubernetes.client.exceptions import ApiException
 
         try:
@@ -57,11 +82,5 @@ class SecretReader:
             raise SecretUnavailable(f"cannot read Secret {namespace}/{name}: HTTP {exc.status}") from None
         except Exception as exc:  # connection errors of the API client: the API server may be restarting
             raise SecretUnavailable(f"cannot read Secret {namespace}/{name}: {type(exc).__name__}") from None
-        data = secret.data or {}
-        if key not in data:
-            raise SecretUnavailable(f"Secret {namespace}/{name} has no key {key!r}")
-        try:
-            value = base64.b64decode(data[key], validate=True).decode("utf-8")
-        except (binascii.Error, UnicodeDecodeError):
-            raise SecretUnavailable(f"Secret {namespace}/{name} key {key!r} is not UTF-8 text") from None
-        return SecretStr(value)
+        annotations = (secret.metadata.annotations if secret.metadata else None) or {}
+        return SecretData(namespace, name, dict(annotations), dict(secret.data or {}))

@@ -8,7 +8,10 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
+from functools import cached_property
 from typing import Any
+
+from obstop.controller import agent_policy
 
 
 class SettingsError(ValueError):
@@ -41,6 +44,9 @@ class Settings:
     health_port: int = 8080
     # Run with Kopf peering (several replicas, one active) under this peering name; empty = standalone.
     peering: str = ""
+    # Agents may only be reached in these networks or DNS suffixes (e.g. 10.0.0.0/8, *.svc.cluster.local), as
+    # well as where each Secret's allowed-agents annotation lets its password go; empty = what Secrets allow.
+    allowed_agent_networks: tuple[str, ...] = ()
     # Kopf's progress annotations and our events use this prefix.
     annotation_prefix: str = "obstop.oceanbase.com"
     extra: Mapping[str, Any] = field(default_factory=dict)
@@ -69,6 +75,17 @@ class Settings:
             raise SettingsError("OBSTOP_AGENT_CONCURRENCY must be at least 1")
         if self.agent_rate < 0:
             raise SettingsError("OBSTOP_AGENT_RATE must not be negative (0 = no bound)")
+        _ = self.allowed_agent_patterns  # refuses a malformed OBSTOP_ALLOWED_AGENT_NETWORKS at start
+
+    @cached_property
+    def allowed_agent_patterns(self) -> tuple[agent_policy.AgentPattern, ...]:
+        """OBSTOP_ALLOWED_AGENT_NETWORKS, parsed."""
+        try:
+            return agent_policy.parse_patterns(
+                " ".join(self.allowed_agent_networks), what="OBSTOP_ALLOWED_AGENT_NETWORKS", ports=False
+            )
+        except agent_policy.InvalidPattern as exc:
+            raise SettingsError(str(exc)) from None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

@@ -32,6 +32,9 @@ from obstop.testing.obshell_sim import SimulatorConfig, SimulatorThread
 GROUP, VERSION, PLURAL = "obshell.oceanbase.com", "v1alpha1", "obstoprequests"
 SECRET_NAME, SECRET_KEY = "obshell-root", "password"
 TERMINAL = ("Succeeded", "Failed")
+# Where a Secret's values may go (a contract, read by obstop.controller.agent_policy; testing/ never imports the
+# controller).
+ALLOWED_AGENTS = "obshell.oceanbase.com/allowed-agents"
 
 
 def crd_path() -> Path:
@@ -265,14 +268,26 @@ class Stack:
             if exc.status != 409:
                 raise
 
-    def put_secret(self, namespace: str, name: str, string_data: Mapping[str, str]) -> None:
+    def put_secret(
+        self,
+        namespace: str,
+        name: str,
+        string_data: Mapping[str, str],
+        *,
+        annotations: Mapping[str, str] | None = None,
+    ) -> None:
+        """Create or replace a Secret. Unless `annotations` says otherwise, its owner lets its values go to
+        every agent of this stack's simulator (obshell.oceanbase.com/allowed-agents, docs/security.md)."""
         from kubernetes.client.exceptions import ApiException
 
+        if annotations is None:
+            agents = [a.address for c in self.sim.clusters for a in c.agents]
+            annotations = {ALLOWED_AGENTS: ",".join(agents)}
         data = {k: base64.b64encode(v.encode()).decode() for k, v in string_data.items()}
         body = {
             "apiVersion": "v1",
             "kind": "Secret",
-            "metadata": {"name": name},
+            "metadata": {"name": name, "annotations": dict(annotations)},
             "type": "Opaque",
             "data": data,
         }

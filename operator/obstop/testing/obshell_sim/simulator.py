@@ -401,6 +401,11 @@ class SimulatorThread:
         return result
 
     # Injecting
+    def load(self) -> dict[str, Any]:
+        """Per agent: arrival times of its API calls and the most it served at once."""
+        result: dict[str, Any] = self._sync(self.simulator.load)
+        return result
+
     def rotate_key(self, address: str | None = None) -> None:
         self._sync(self.simulator.rotate_key, address)
 
