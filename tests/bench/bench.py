@@ -249,7 +249,11 @@ class Stack:
             {
                 "apiVersion": "v1",
                 "kind": "Secret",
-                "metadata": {"name": SECRET},
+                # Its owner lets it go to the simulator's agents, all on loopback (docs/security.md).
+                "metadata": {
+                    "name": SECRET,
+                    "annotations": {"obshell.oceanbase.com/allowed-agents": "127.0.0.1:*"},
+                },
                 "data": {"password": base64.b64encode(self.password.encode()).decode()},
             },
         )

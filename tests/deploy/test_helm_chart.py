@@ -380,6 +380,7 @@ def test_rendered_environment_is_read_by_the_controller_as_configured(render: Re
             "agentConcurrency": 8,
             "agentRate": 7.5,
             "stallSeconds": 12,
+            "allowedAgentNetworks": ["10.0.0.0/8", "*.svc.cluster.local"],
             "port": 9090,
         },
         "peering": {"enabled": True, "name": "peers"},
@@ -399,6 +400,7 @@ def test_rendered_environment_is_read_by_the_controller_as_configured(render: Re
         agent_concurrency=8,
         agent_rate=7.5,
         stall_seconds=12.0,
+        allowed_agent_networks=("10.0.0.0/8", "*.svc.cluster.local"),
         health_port=9090,
         peering="peers",
     )
@@ -411,7 +413,13 @@ def test_every_controller_setting_is_reachable_from_values(render: Render) -> No
     assert set(env) - {"POD_ID"} <= known, "the chart sets a variable the controller does not read"
     # Set only when they apply (a list of namespaces, peering), or deliberately fixed.
     unset = known - set(env)
-    assert unset == {"OBSTOP_NAMESPACES", "OBSTOP_PEERING", "OBSTOP_ANNOTATION_PREFIX", "OBSTOP_EXTRA"}
+    assert unset == {
+        "OBSTOP_NAMESPACES",
+        "OBSTOP_PEERING",
+        "OBSTOP_ALLOWED_AGENT_NETWORKS",
+        "OBSTOP_ANNOTATION_PREFIX",
+        "OBSTOP_EXTRA",
+    }
     assert Settings.from_env(env) == Settings()  # the chart's defaults are the controller's defaults
 
 
