@@ -96,11 +96,15 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
         await memo["health"].cleanup()
 
 
-@kopf.on.delete(GROUP, VERSION, PLURAL, registry=registry, optional=True)
-async def forget_request(meta: kopf.Meta, memo: kopf.Memo, **_: Any) -> None:
-    """Optional: adds no finalizer, so a deletion never waits for the controller; only tidies its memory."""
+@kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)
+async def forget_deleted(type: str, meta: kopf.Meta, memo: kopf.Memo, **_: Any) -> None:
+    """Tidies the controller's memory of a deleted request (its appointment with the waker, its metrics).
+
+    Not a delete handler: with no finalizer, Kopf sees a deleted request only as a DELETED watch event and runs
+    no delete handler at all (not even an optional one), so the raw event is the one signal there is.
+    """
     controller: Controller | None = memo.get("controller")
-    if controller is not None:
+    if type == "DELETED" and controller is not None:
         controller.forget(meta.uid or "")
 
 
@@ -127,9 +131,22 @@ async def stop_request(
     decision = await controller.step(request, logger)
     _write_status(patch, request.status, decision)
     for event in decision.events:
-        kopf.event(body, type=event.type, reason=event.reason, message=event.message)
+        kopf.event(body, type=event.type, reason=event.reason, message=fit_event_message(event.message))
     if decision.delay is not None:
         raise kopf.TemporaryError(f"{NEXT_STEP} {decision.delay:.2f}s", delay=decision.delay)
+
+
+EVENT_MESSAGE_BYTES = 1024  # kube-apiserver refuses a longer core/v1 Event message (Kopf cuts at 1,024 characters)
+
+
+def fit_event_message(message: str) -> str:
+    """The message, cut to what the API server accepts, at a character boundary; the status keeps it whole."""
+    encoded = message.encode()
+    if len(encoded) <= EVENT_MESSAGE_BYTES:
+        return message
+    ellipsis = "…"
+    room = EVENT_MESSAGE_BYTES - len(ellipsis.encode())
+    return encoded[:room].decode("utf-8", "ignore") + ellipsis
 
 
 def _plain(value: Any) -> Any:

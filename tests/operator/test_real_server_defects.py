@@ -1,0 +1,73 @@
+"""Defects that only a real kube-apiserver shows, each confirmed here before its fix: a real `obstop run` on the
+session's control plane, the obshell simulator, real HTTP on loopback. Nothing is mocked."""
+
+from __future__ import annotations
+
+import re
+import socket
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from obstop.testing.controlplane import ControlPlane
+from obstop.testing.stack import Stack, stop_request
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def stack(control_plane: ControlPlane) -> Iterator[Stack]:
+    with Stack(clusters=2, stage_seconds=0.1, control_plane=control_plane) as s:
+        s.health_port = _free_port()  # type: ignore[attr-defined]
+        s.start_controller(env={"OBSTOP_HEALTH_PORT": str(s.health_port)})  # type: ignore[attr-defined]
+        yield s
+
+
+def _gauge(stack: Stack, phase: str) -> float:
+    text = httpx.get(f"http://127.0.0.1:{stack.health_port}/metrics", timeout=5).text  # type: ignore[attr-defined]
+    found = re.search(rf'^obstop_requests\{{phase="{phase}"\}} (\S+)$', text, re.MULTILINE)
+    return float(found.group(1)) if found else 0.0
+
+
+def test_a_deleted_request_is_forgotten(stack: Stack) -> None:
+    """Without a finalizer Kopf runs no delete handler for a request deleted outright: the controller must still
+    forget it (no more waking it, no more counting it)."""
+    stack.create(stop_request("forgotten", stack.agent(0), force=True, secret="never-created"))
+    stack.wait_for("forgotten", lambda s: "lastError" in s, timeout=30)
+    assert _gauge(stack, "Pending") == 1
+    stack.delete("forgotten")
+    deadline = time.monotonic() + 10
+    while _gauge(stack, "Pending") != 0 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _gauge(stack, "Pending") == 0, "the deleted request is still counted"
+    mark = len(stack.controller_logs())
+    time.sleep(7)  # more than twice OBSTOP_STALL_SECONDS (3 in Stack): a remembered request would be woken
+    later = stack.controller_logs()[mark:]
+    assert "forgotten" not in later, later
+
+
+def test_an_event_message_over_1024_bytes_is_posted_cut(stack: Stack) -> None:
+    """kube-apiserver refuses an Event whose message is over 1,024 bytes; Kopf cuts at 1,024 characters, so a long
+    non-ASCII obshell message lost the Failed event. It is posted, cut to fit, and the status keeps it whole."""
+    message = "停止失败" * 150  # 600 characters, 1,800 bytes in UTF-8
+    agent = stack.agent(1)
+    stack.sim.faults.fail_stop(4, "Sim.Long.Message", message, agent=agent)
+    stack.create(stop_request("long-message", agent, force=True))
+    status = stack.wait_for("long-message", timeout=60)
+    assert status["phase"] == "Failed" and message in status["message"]
+    deadline = time.monotonic() + 10
+    failed: list[dict[str, str]] = []
+    while not failed and time.monotonic() < deadline:
+        failed = [e for e in stack.events("long-message") if e["reason"] == "Failed"]
+        time.sleep(0.1)
+    assert failed, "the Failed event was refused by the API server"
+    assert len(failed[0]["message"].encode()) <= 1024
+    assert failed[0]["message"].startswith(status["message"][:100])
