@@ -71,3 +71,48 @@ def test_an_event_message_over_1024_bytes_is_posted_cut(stack: Stack) -> None:
     assert failed, "the Failed event was refused by the API server"
     assert len(failed[0]["message"].encode()) <= 1024
     assert failed[0]["message"].startswith(status["message"][:100])
+
+
+def test_a_reordered_set_list_is_acknowledged_not_left_progressing(stack: Stack) -> None:
+    """The real server compares `x-kubernetes-list-type: set` lists without regard to order, so reordering
+    scope.target passes the immutability rule and bumps the generation. A reorder names the same stop: the
+    controller does nothing again, and the status and every condition describe the new generation (what kstatus
+    and the Argo CD health check compare), so the request does not show as progressing for good."""
+    agent = stack.agent(0)
+    agents = [a.address for a in stack.sim.clusters[0].agents]
+    stack.create(stop_request("reordered", agent, scope="SERVER", targets=agents[1:], force=True))
+    assert stack.wait_for("reordered", timeout=60)["phase"] == "Succeeded"
+    stops = len(stack.sim.stops())
+    stack.custom.patch_namespaced_custom_object(
+        "obshell.oceanbase.com",
+        "v1alpha1",
+        stack.namespace,
+        "obstoprequests",
+        "reordered",
+        {"spec": {"scope": {"type": "SERVER", "target": list(reversed(agents[1:]))}}},
+    )
+    body = stack.get("reordered")
+    generation = body["metadata"]["generation"]
+    assert generation == 2  # the server took the reorder as a change
+
+    def current(status: dict[str, object]) -> bool:
+        conditions = status.get("conditions") or []
+        return status.get("observedGeneration") == generation and all(
+            c["observedGeneration"] == generation  # type: ignore[index]
+            for c in conditions  # type: ignore[union-attr]
+        )
+
+    status = stack.wait_for("reordered", current, timeout=30)
+    assert status["phase"] == "Succeeded"
+    assert {c["type"]: c["status"] for c in status["conditions"]}["Ready"] == "True"
+    assert len(stack.sim.stops()) == stops, "a reorder sent another stop"
+
+
+def test_an_unbounded_deadline_is_refused_at_admission(stack: Stack) -> None:
+    """A valid int64 such as 100000000000000 made timedelta overflow in the controller, on every retry."""
+    from kubernetes.client.exceptions import ApiException
+
+    with pytest.raises(ApiException) as refused:
+        stack.create(stop_request("forever", stack.agent(0), force=True, deadline=100_000_000_000_000))
+    assert refused.value.status == 422
+    assert "spec.activeDeadlineSeconds" in refused.value.body and "31536000" in refused.value.body

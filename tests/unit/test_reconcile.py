@@ -222,3 +222,31 @@ def test_a_fault_before_anything_else_still_starts_the_request() -> None:
     assert decision.status["phase"] == "Pending"
     assert decision.status["startTime"] == "2026-11-23T12:00:00Z"
     assert decision.status["reason"] == "WaitingForSecret"
+
+
+def test_a_deadline_beyond_datetimes_range_is_never_reached_and_never_raises() -> None:
+    from datetime import UTC, datetime
+
+    from obstop.controller.reconcile import deadline_exceeded
+
+    now = datetime(2026, 12, 1, tzinfo=UTC)
+    assert deadline_exceeded({"startTime": "2026-11-01T00:00:00Z"}, 100_000_000_000_000, now) is False
+    assert deadline_exceeded({"startTime": "2026-11-01T00:00:00Z"}, 60, now) is True
+
+
+def test_acknowledging_a_generation_changes_only_the_generations() -> None:
+    from obstop.controller.reconcile import acknowledged
+
+    status = {
+        "phase": "Succeeded",
+        "observedGeneration": 1,
+        "conditions": [{"type": "Ready", "status": "True", "observedGeneration": 1, "reason": "Succeeded"}],
+    }
+    new = acknowledged(status, 2)
+    assert new.delay is None and new.events == []
+    assert new.status["observedGeneration"] == 2 and new.status["conditions"][0]["observedGeneration"] == 2
+    assert {k: v for k, v in new.status.items() if k not in ("observedGeneration", "conditions")} == {
+        "phase": "Succeeded"
+    }
+    assert status["observedGeneration"] == 1  # the input is not changed
+    assert acknowledged({}, 2).status == {}

@@ -16,6 +16,7 @@ from typing import Any
 import kopf
 from kubernetes.client import CustomObjectsApi
 
+from obstop.controller import reconcile
 from obstop.controller.metrics import Metrics, serve
 from obstop.controller.operation import Controller, Request
 from obstop.controller.reconcile import Decision
@@ -147,6 +148,15 @@ def fit_event_message(message: str) -> str:
     ellipsis = "…"
     room = EVENT_MESSAGE_BYTES - len(ellipsis.encode())
     return encoded[:room].decode("utf-8", "ignore") + ellipsis
+
+
+@kopf.on.update(GROUP, VERSION, PLURAL, field="spec", registry=registry)
+async def spec_reordered(meta: kopf.Meta, status: kopf.Status, patch: kopf.Patch, **_: Any) -> None:
+    """The only spec change the CRD admits is a reorder of a set list: acknowledge the generation, act on nothing.
+    (While the stop runs, the next step picks the generation up itself: Kopf runs update handlers only once
+    the creation is handled.)"""
+    old = _plain(status)
+    _write_status(patch, old, reconcile.acknowledged(old, int(meta.get("generation") or 1)))
 
 
 def _plain(value: Any) -> Any:

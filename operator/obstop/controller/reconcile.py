@@ -84,11 +84,31 @@ def next_step(status: Mapping[str, Any]) -> Step:
 
 def deadline_exceeded(status: Mapping[str, Any], deadline_seconds: int | None, now: datetime) -> bool:
     started = parse_time(status.get("startTime"))
-    return bool(deadline_seconds and started and now - started > timedelta(seconds=deadline_seconds))
+    if not (deadline_seconds and started):
+        return False
+    try:
+        return now - started > timedelta(seconds=deadline_seconds)
+    except OverflowError:  # beyond what a datetime can hold: never reached (the CRD bounds it to a year)
+        return False
 
 
 # ------------------------------------------------------------------------------------------------------
 # Transitions
+
+
+def acknowledged(status: Mapping[str, Any], generation: int) -> Decision:
+    """A spec update after the request was handled. The spec is immutable but for the order of its set lists
+    (scope.target, forcePassDag: kube-apiserver compares `x-kubernetes-list-type: set` lists without regard to
+    order, so `self == oldSelf` lets a reorder through and bumps the generation). A reorder names the same stop:
+    nothing is done again; the status and its conditions now describe this generation, so kstatus and Argo CD
+    stop showing the request as progressing."""
+    if not status:  # never handled: nothing describes any generation yet
+        return Decision({}, None)
+    new = _copy(status)
+    new["observedGeneration"] = generation
+    for cond in new.get("conditions") or ():
+        cond["observedGeneration"] = generation
+    return Decision(new, None)
 
 
 def begin(status: Mapping[str, Any], generation: int, now: datetime) -> Decision:
