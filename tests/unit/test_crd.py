@@ -6,33 +6,18 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import re2
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD_PATH = ROOT / "deploy" / "crds" / "obshell.oceanbase.com_obstoprequests.yaml"
 EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
 KUBECTL = Path(os.environ.get("OBSTOP_TOOLS_BIN", ROOT / ".tools" / "bin")) / "kubectl"
-
-# Functions and macros that both Kubernetes CEL and cel-python implement (and that the rules may use).
-PORTABLE_CEL_FUNCTIONS = {
-    "matches",
-    "size",
-    "has",
-    "all",
-    "exists",
-    "exists_one",
-    "startsWith",
-    "endsWith",
-    "contains",
-}
 
 
 @pytest.fixture(scope="module")
@@ -170,17 +155,13 @@ def test_schema_is_structural_and_documented(schema: dict[str, Any]) -> None:
             )
 
 
-def test_every_rule_has_a_message_and_only_portable_cel(schema: dict[str, Any]) -> None:
+def test_every_rule_has_a_message(schema: dict[str, Any]) -> None:
+    """Whether the rules compile and fit the cost budget is the real server's verdict
+    (tests/operator/test_admission.py); a person reading a refusal needs each rule's own message."""
     rules = [(path, rule) for path, node in walk(schema) for rule in node.get("x-kubernetes-validations", [])]
     assert len(rules) >= 10
     for path, rule in rules:
         assert rule.get("message", "").strip(), f"{path}: rule {rule['rule']!r} has no message"
-        code = re.sub(r"'[^']*'", "''", rule["rule"])  # ignore string literals (regexes)
-        called = set(re.findall(r"([A-Za-z_][A-Za-z0-9_]*)\s*\(", code))
-        assert called <= PORTABLE_CEL_FUNCTIONS, f"{path}: {called - PORTABLE_CEL_FUNCTIONS}"
-        for regex in re.findall(r"matches\('([^']*)'\)", rule["rule"]):
-            re2.compile(regex)  # Kubernetes compiles CEL regexes with RE2
-            assert "\\" not in regex, "backslashes are escaped differently by CEL implementations"
 
 
 def test_rules_only_read_bounded_values(schema: dict[str, Any]) -> None:
@@ -202,13 +183,6 @@ def test_spec_is_immutable_by_a_transition_rule(schema: dict[str, Any]) -> None:
         "rule": "self == oldSelf",
         "message": "spec is immutable: create a new ObStopRequest for a different stop",
     } in (spec_rules)
-
-
-def test_patterns_compile_with_re2(schema: dict[str, Any]) -> None:
-    patterns = [node["pattern"] for _, node in walk(schema) if "pattern" in node]
-    assert len(patterns) >= 4
-    for pattern in patterns:
-        re2.compile(pattern)
 
 
 def test_kubectl_can_decode_the_crd_offline(crd: dict[str, Any], tmp_path: Path) -> None:

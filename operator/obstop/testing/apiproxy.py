@@ -147,7 +147,7 @@ class FaultProxy:
         self.url = ""
         self.calls: list[Call] = []
         self._faults: list[Fault] = []
-        self._watch_errors: list[tuple[int, str]] = []
+        self._watch_errors: list[Fault] = []
         # Open watch streams by id() (a Request is not hashable): the client's request and the upstream answer.
         self._watches: dict[int, tuple[web.Request, aiohttp.ClientResponse]] = {}
         self._lock = threading.Lock()
@@ -159,7 +159,9 @@ class FaultProxy:
     # ----------------------------------------------------------------------------------------------
     # Faults
 
-    def inject(self, status: int, *, times: int | None = 1, message: str | None = None, **criteria: Any) -> Fault:
+    def inject(
+        self, status: int, *, times: int | None = 1, message: str | None = None, **criteria: Any
+    ) -> Fault:
         """Answer the next matching calls with `status`; criteria: verb, resource, subresource, namespace, name."""
         fault = Fault(status, times=times, message=message, **criteria)
         with self._lock:
@@ -171,11 +173,14 @@ class FaultProxy:
             self._faults.clear()
             self._watch_errors.clear()
 
-    def watch_error(self, code: int, message: str, *, times: int = 1) -> None:
-        """The next `times` watch streams answer one in-stream ERROR event with this Status, then end (what
-        kube-apiserver sends for a too-old resourceVersion, 410, or on an internal error)."""
+    def watch_error(self, code: int, message: str, *, times: int = 1, **criteria: Any) -> Fault:
+        """The next `times` matching watch streams answer one in-stream ERROR event with this Status, then end
+        (what kube-apiserver sends for a too-old resourceVersion, 410, or on an internal error). Criteria as
+        for `inject` (resource, namespace, name); none: any watch. The returned Fault counts its `hits`."""
+        fault = Fault(code, verb="watch", times=times, message=message, **criteria)
         with self._lock:
-            self._watch_errors.extend([(code, message)] * times)
+            self._watch_errors.append(fault)
+        return fault
 
     def cut_watches(self) -> int:
         """End every open watch stream at once (a dropped connection); the number cut."""
@@ -254,10 +259,14 @@ class FaultProxy:
     # ----------------------------------------------------------------------------------------------
     # Forwarding
 
-    def _take_fault(self, call: Call) -> Fault | None:
+    def _take_fault(self, call: Call, *, in_stream: bool = False) -> Fault | None:
+        """The first live fault (or in-stream watch error) that matches the call, its hit counted."""
         with self._lock:
-            self._faults = [f for f in self._faults if not f.exhausted]
-            for fault in self._faults:
+            if in_stream:
+                self._watch_errors = faults = [f for f in self._watch_errors if not f.exhausted]
+            else:
+                self._faults = faults = [f for f in self._faults if not f.exhausted]
+            for fault in faults:
                 if fault.matches(call):
                     fault.hits += 1
                     return fault
@@ -275,11 +284,10 @@ class FaultProxy:
             message = fault.message or f"injected fault for {call.verb} {call.resource}"
             return web.json_response(status_body(fault.status, message), status=fault.status)
         if call.verb == "watch":
-            with self._lock:
-                error = self._watch_errors.pop(0) if self._watch_errors else None
+            error = self._take_fault(call, in_stream=True)
             if error is not None:
                 self._record(call, 200)
-                event = {"type": "ERROR", "object": status_body(*error)}
+                event = {"type": "ERROR", "object": status_body(error.status, error.message or "")}
                 return web.json_response(event, status=200)
         assert self._session is not None
         headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_BY_HOP}
@@ -288,7 +296,7 @@ class FaultProxy:
         try:
             upstream = await self._session.request(request.method, target, headers=headers, data=body or None)
         except aiohttp.ClientError as exc:
-            self._record(call, 502)
+            self._record(call, 503)
             return web.json_response(status_body(503, f"proxy: upstream unreachable: {exc}"), status=503)
         async with upstream:
             self._record(call, upstream.status)
