@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "deploy" / "helm" / "ob-stop-operator"
 NAMESPACE = "ops"  # the release namespace the conftest renders into
 Render = Callable[..., list[dict[str, Any]]]
+Helm = Callable[..., str]
 KUBERNETES_VERSION = "1.37.0"
 CUSTOM_KINDS = {"ServiceMonitor", "KopfPeering", "ClusterKopfPeering"}
 CRD_FILE = "obshell.oceanbase.com_obstoprequests.yaml"
@@ -559,3 +560,15 @@ def test_notes_tell_the_user_what_to_apply_next(helm: Any, tmp_path: Path) -> No
     last = next(i for i, line in enumerate(lines) if "and apply it" in line)
     example = yaml.safe_load(textwrap.dedent("\n".join(lines[first:last])))
     assert example == yaml.safe_load((ROOT / "examples" / "global-force.yaml").read_text())
+
+
+@pytest.mark.parametrize(("version", "accepted"), [("1.29.9", False), ("1.30.0", True), ("1.37.2", True)])
+def test_the_chart_states_its_real_minimum_kubernetes(helm: Helm, version: str, accepted: bool) -> None:
+    """The CRD needs 1.28's rule reason/fieldPath and 1.30's ratcheting: an older cluster is refused up front."""
+    args = ("template", "minimum", str(CHART), "--kube-version", version)
+    if accepted:
+        assert "kind: Deployment" in helm(*args)
+        return
+    with pytest.raises(subprocess.CalledProcessError) as refused:
+        helm(*args)
+    assert "kubeVersion: >=1.30.0-0" in refused.value.stderr and version in refused.value.stderr
