@@ -281,20 +281,15 @@ def test_peering_cluster_wide_installs_its_crds_and_one_cluster_peering(render: 
         assert version["schema"]["openAPIV3Schema"]["properties"]["status"][
             "x-kubernetes-preserve-unknown-fields"
         ]
-    peering = one(docs, "ClusterKopfPeering")
-    assert peering["metadata"]["name"] == "obstop-ob-stop-operator"
-    # A custom resource cannot be created in the same step as its CRD: Helm creates it afterwards.
-    assert peering["metadata"]["annotations"]["helm.sh/hook"] == "post-install"  # upgrades leave it alone
-    assert find(docs, "KopfPeering") == []
+    # The controller creates the peering object itself (no Helm hook, which Argo CD re-runs on every sync).
+    assert find(docs, "ClusterKopfPeering") == [] and find(docs, "KopfPeering") == []
+    assert not [d for d in docs if "helm.sh/hook" in (d["metadata"].get("annotations") or {})]
 
 
-def test_peering_namespaced_creates_one_peering_per_watched_namespace(render: Render) -> None:
+def test_peering_namespaced_names_the_peering_and_installs_no_crds(render: Render) -> None:
     docs = render(VALUE_SETS["peering-namespaced"])
     assert find(docs, "CustomResourceDefinition") == []  # installCRDs: false
-    peerings = find(docs, "KopfPeering")
-    assert [(p["metadata"]["namespace"], p["metadata"]["name"]) for p in peerings] == [
-        ("team-a", "obstop-peers")
-    ]
+    assert find(docs, "KopfPeering") == []
     assert env_of(docs)["OBSTOP_PEERING"] == "obstop-peers"
 
 
@@ -345,7 +340,7 @@ def test_rbac_namespaced_grants_secrets_only_in_the_watched_namespaces(render: R
 
 
 def test_rbac_with_peering_adds_only_the_peering_resource_of_the_mode(render: Render) -> None:
-    peer_verbs = "list watch patch"
+    peer_verbs = "list watch patch create"
     cluster = render(VALUE_SETS["peering-clusterwide"])
     assert rules(one(cluster, "ClusterRole")) == (
         CRD_RULES | NAMESPACED_RULES | grants(peer_verbs, "kopf.dev", "clusterkopfpeerings")

@@ -173,3 +173,37 @@ def _passes_pod_security_restricted(cp: ControlPlane, deployment: dict[str, Any]
         "kubectl", "apply", "--dry-run=server", "-f", str(manifest), kubeconfig=cp.kubeconfig, check=False
     )
     assert 'violates PodSecurity "restricted' in refused, refused
+
+
+def test_releases_with_peering_share_kopfs_crds(control_plane: ControlPlane) -> None:
+    """Kopf's peering CRDs are kept at uninstall (other operators may use them) and owned by the release that
+    made them: a second release, or a re-install under another name, must install without an ownership
+    conflict, leaving them alone."""
+    cp = control_plane
+    peering = [
+        "--set",
+        "replicas=2,peering.enabled=true",
+        "--set",
+        "image.repository=registry.invalid/obstop",
+    ]
+    releases = [(f"peer-a-{secrets.token_hex(2)}", f"ns-a-{secrets.token_hex(3)}")]
+    releases.append((f"peer-b-{secrets.token_hex(2)}", f"ns-b-{secrets.token_hex(3)}"))
+    for release, namespace in releases:
+        tool(
+            "helm",
+            "install",
+            release,
+            str(CHART),
+            "-n",
+            namespace,
+            "--create-namespace",
+            *peering,
+            kubeconfig=cp.kubeconfig,
+        )
+    for release, namespace in releases:
+        tool("helm", "uninstall", release, "-n", namespace, kubeconfig=cp.kubeconfig)
+    crds = tool("kubectl", "get", "crd", "-o", "name", kubeconfig=cp.kubeconfig)
+    assert "clusterkopfpeerings.kopf.dev" in crds and "kopfpeerings.kopf.dev" in crds
+    again = f"peer-c-{secrets.token_hex(2)}"
+    tool("helm", "install", again, str(CHART), "-n", releases[0][1], *peering, kubeconfig=cp.kubeconfig)
+    tool("helm", "uninstall", again, "-n", releases[0][1], kubeconfig=cp.kubeconfig)

@@ -95,8 +95,8 @@ def run_as(s: Stack, account: str) -> Path:
     return s.control_plane.write_kubeconfig(s.workdir / f"{account}.kubeconfig", token=token)
 
 
-def exercise(s: Stack, kubeconfig: Path, *controller_args: str) -> None:
-    s.start_controller(*controller_args, kubeconfig=kubeconfig)
+def exercise(s: Stack, kubeconfig: Path, *controller_args: str, env: dict[str, str] | None = None) -> None:
+    s.start_controller(*controller_args, kubeconfig=kubeconfig, env=env)
     s.create(stop_request("ok", s.agent(0), force=True))
     s.create(stop_request("late-secret", s.agent(1), force=True, secret="late"))
     s.wait_for("late-secret", lambda st: "lastError" in st, timeout=60)
@@ -156,3 +156,38 @@ def test_namespaced_rbac_grants_what_a_namespaced_controller_calls(control_plane
         check(control_plane, s, account, granted)
         assert ("", "namespaces", "watch") in granted  # Kopf follows namespaces in this mode
         run("helm", "uninstall", release, "--namespace", s.namespace, kubeconfig=s.kubeconfig)
+
+
+def test_namespaced_rbac_with_peering_and_repeated_syncs(control_plane: ControlPlane) -> None:
+    """With peering the controller creates its KopfPeering at start (no Helm hook): the chart's Role grants
+    exactly that, and repeated upgrades (what an Argo CD sync does) never replace the object under running
+    replicas."""
+    with Stack(clusters=3, stage_seconds=0.05, control_plane=control_plane) as s:
+        release = f"peer-{s.namespace}"
+        values = ("--set", f"watchNamespaces={{{s.namespace}}}", "--set", "replicas=2,peering.enabled=true")
+        account, granted = install_chart(s, release, *values)
+        deployment = yaml.safe_load(
+            run("kubectl", "get", "deployments", "-n", s.namespace, "-o", "yaml", kubeconfig=s.kubeconfig)
+        )["items"][0]
+        env = {
+            e["name"]: e.get("value") for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+        }
+        peering = env["OBSTOP_PEERING"]
+        get_peering = ("get", "kopfpeerings", peering, "-n", s.namespace, "-o", "jsonpath={.metadata.uid}")
+        exercise(s, run_as(s, account), env={"OBSTOP_PEERING": peering})
+        check(control_plane, s, account, granted)
+        assert ("kopf.dev", "kopfpeerings", "create") in granted
+        uid = run("kubectl", *get_peering, kubeconfig=s.kubeconfig)
+        assert uid
+        for _ in range(2):
+            run(
+                "helm",
+                "upgrade",
+                release,
+                str(CHART),
+                "-n",
+                s.namespace,
+                "--reuse-values",
+                kubeconfig=s.kubeconfig,
+            )
+        assert run("kubectl", *get_peering, kubeconfig=s.kubeconfig) == uid

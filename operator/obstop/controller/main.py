@@ -76,8 +76,63 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     memo["controller"] = controller
     if ours.health_port:
         memo["health"] = await serve(metrics, ours.health_port)
+    if ours.peering:
+        await ensure_peering(
+            CustomObjectsApi(api_client), ours.peering, ours.namespaces, logging.getLogger("obstop")
+        )
     touch = annotation_toucher(CustomObjectsApi(api_client), f"{ours.annotation_prefix}/wake")
     memo["waker"] = asyncio.create_task(wake_overdue(controller.appointments, touch, ours.stall_seconds))
+
+
+class PeeringUnavailable(kopf.PermanentError):
+    """The peering object cannot be made: without it mandatory peering would wait forever while /healthz stays
+    green, so the controller does not start (the pod restarts and says why)."""
+
+
+async def ensure_peering(
+    api: Any, name: str, namespaces: tuple[str, ...], logger: logging.Logger, *, wait_seconds: float = 60.0
+) -> None:
+    """Create the peering object(s) the replicas meet in, unless they exist: a ClusterKopfPeering in cluster-wide
+    mode, a KopfPeering per watched namespace otherwise. Kopf only writes to an existing one. Done here at each
+    start, not by a Helm hook: a hook re-run on every Argo CD sync re-created the object under running replicas,
+    which then all acted until they met again, and a hook can run before its CRD is served."""
+    from kubernetes.client.exceptions import ApiException
+
+    body = {"apiVersion": "kopf.dev/v1", "metadata": {"name": name}}
+    targets: list[tuple[str | None, str]] = (
+        [(ns, "kopfpeerings") for ns in namespaces] if namespaces else [(None, "clusterkopfpeerings")]
+    )
+    deadline = asyncio.get_running_loop().time() + wait_seconds
+    for namespace, plural in targets:
+        kind = "KopfPeering" if namespace else "ClusterKopfPeering"
+        while True:
+            try:
+                await _create_peering(api, namespace, plural, {**body, "kind": kind})
+                logger.info(
+                    "created the peering object %s %s", kind, f"{namespace}/{name}" if namespace else name
+                )
+            except ApiException as exc:
+                if exc.status == 409:  # it exists: the usual case, never replaced
+                    break
+                if exc.status == 404 and asyncio.get_running_loop().time() < deadline:
+                    # Its CRD may be installed along with this controller, and not served yet.
+                    await asyncio.sleep(2)
+                    continue
+                where = f" in namespace {namespace}" if namespace else ""
+                raise PeeringUnavailable(
+                    f"cannot create {kind} {name}{where} (HTTP {exc.status}): install Kopf's peering CRDs "
+                    "(chart value peering.installCRDs) and grant create on them, or run without peering"
+                ) from None
+            break
+
+
+async def _create_peering(api: Any, namespace: str | None, plural: str, body: dict[str, Any]) -> None:
+    if namespace is None:
+        await asyncio.to_thread(api.create_cluster_custom_object, "kopf.dev", "v1", plural, body)
+    else:
+        await asyncio.to_thread(
+            api.create_namespaced_custom_object, "kopf.dev", "v1", namespace, plural, body
+        )
 
 
 @kopf.on.login(registry=registry)
@@ -137,7 +192,9 @@ async def stop_request(
         raise kopf.TemporaryError(f"{NEXT_STEP} {decision.delay:.2f}s", delay=decision.delay)
 
 
-EVENT_MESSAGE_BYTES = 1024  # kube-apiserver refuses a longer core/v1 Event message (Kopf cuts at 1,024 characters)
+EVENT_MESSAGE_BYTES = (
+    1024  # kube-apiserver refuses a longer core/v1 Event message (Kopf cuts at 1,024 characters)
+)
 
 
 def fit_event_message(message: str) -> str:
