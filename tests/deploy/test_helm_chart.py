@@ -48,7 +48,9 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         "service": {"annotations": {"prometheus.io/scrape": "true"}},
     },
     "pdb-min-available": {
-        "podDisruptionBudget": {"enabled": True, "minAvailable": 1, "maxUnavailable": None}
+        "replicas": 2,
+        "peering": {"enabled": True},
+        "podDisruptionBudget": {"enabled": True, "minAvailable": 1, "maxUnavailable": None},
     },
     "scheduling-and-env": {
         "extraEnv": [
@@ -500,6 +502,18 @@ def test_service_monitor_scrapes_the_metrics_port_and_pdb_keeps_drains_possible(
         ({"serviceMonitor": {"enabled": True}, "service": {"enabled": False}}, "needs service.enabled=true"),
         ({"podDisruptionBudget": {"enabled": True, "minAvailable": 1}}, "exactly one of minAvailable"),
         ({"podDisruptionBudget": {"enabled": True, "maxUnavailable": None}}, "exactly one of minAvailable"),
+        (
+            {"podDisruptionBudget": {"enabled": True, "minAvailable": 1, "maxUnavailable": None}},
+            "minAvailable=1 with replicas=1 would block every node drain",
+        ),
+        (
+            {
+                "replicas": 2,
+                "peering": {"enabled": True},
+                "podDisruptionBudget": {"enabled": True, "minAvailable": "100%", "maxUnavailable": None},
+            },
+            "would block every node drain",
+        ),
     ],
 )
 def test_contradictory_values_fail_the_render(render: Render, values: dict[str, Any], complaint: str) -> None:
