@@ -581,3 +581,13 @@ def test_the_chart_states_its_real_minimum_kubernetes(helm: Helm, version: str, 
     with pytest.raises(subprocess.CalledProcessError) as refused:
         helm(*args)
     assert "kubeVersion: >=1.30.0-0" in refused.value.stderr and version in refused.value.stderr
+
+
+def test_a_service_monitor_needs_its_crd_in_the_cluster(helm: Helm) -> None:
+    """Without the Prometheus Operator's CRD, the install would fail half-way on an unknown kind: it fails the
+    render instead, saying what is missing."""
+    args = ("template", "mon", str(CHART), "--set", "serviceMonitor.enabled=true")
+    with pytest.raises(subprocess.CalledProcessError) as refused:
+        helm(*args)
+    assert "needs the Prometheus Operator's ServiceMonitor CRD" in refused.value.stderr
+    assert "kind: ServiceMonitor" in helm(*args, "--api-versions", "monitoring.coreos.com/v1/ServiceMonitor")
