@@ -207,3 +207,56 @@ def test_releases_with_peering_share_kopfs_crds(control_plane: ControlPlane) -> 
     again = f"peer-c-{secrets.token_hex(2)}"
     tool("helm", "install", again, str(CHART), "-n", releases[0][1], *peering, kubeconfig=cp.kubeconfig)
     tool("helm", "uninstall", again, "-n", releases[0][1], kubeconfig=cp.kubeconfig)
+
+
+def test_the_documented_crd_upgrade_takes_over_helms_fields(
+    control_plane: ControlPlane, tmp_path: Path
+) -> None:
+    """docs/install.md and NOTES.txt: `helm show crds CHART | kubectl apply --server-side --force-conflicts -f -`
+    upgrades a CRD that Helm 4 installed (server-side, as field manager "helm"); without --force-conflicts a
+    changed field conflicts."""
+    cp = control_plane
+    namespace = f"crd-{secrets.token_hex(3)}"
+    chart = tmp_path / "chart"
+    subprocess.run(["cp", "-rL", str(CHART), str(chart)], check=True)
+    tool(
+        "helm", "install", "crd-upgrade", str(chart), "-n", namespace, "--create-namespace",
+        "--set", "image.repository=registry.invalid/obstop", kubeconfig=cp.kubeconfig,
+    )  # fmt: skip
+    crd_file = next((chart / "crds").glob("*.yaml"))
+    crd = yaml.safe_load(crd_file.read_text())
+    schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    original = schema["description"]
+    schema["description"] = original + " (upgraded)"
+    crd_file.write_text(yaml.safe_dump(crd))
+    show = tool("helm", "show", "crds", str(chart), kubeconfig=cp.kubeconfig, check=False)
+    show = "\n".join(line for line in show.splitlines() if not line.startswith("level="))
+    conflict = tool(
+        "kubectl", "apply", "--server-side", "-f", "-", stdin=show, kubeconfig=cp.kubeconfig, check=False
+    )
+    assert "conflict" in conflict.lower(), conflict
+    tool(
+        "kubectl",
+        "apply",
+        "--server-side",
+        "--force-conflicts",
+        "-f",
+        "-",
+        stdin=show,
+        kubeconfig=cp.kubeconfig,
+    )
+    stored = json.loads(
+        tool("kubectl", "get", "crd", crd["metadata"]["name"], "-o", "json", kubeconfig=cp.kubeconfig)
+    )
+    assert stored["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["description"].endswith("(upgraded)")
+    crd_file.write_text(yaml.safe_dump({**crd, "spec": {**crd["spec"]}}).replace(" (upgraded)", ""))
+    tool(
+        "kubectl",
+        "apply",
+        "--server-side",
+        "--force-conflicts",
+        "-f",
+        str(crd_file),
+        kubeconfig=cp.kubeconfig,
+    )
+    tool("helm", "uninstall", "crd-upgrade", "-n", namespace, kubeconfig=cp.kubeconfig)
