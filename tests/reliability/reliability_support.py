@@ -1,5 +1,6 @@
 """Helpers of the reliability tests: waiting on conditions, reading the simulator's stop record, handing out
-clusters of a shared stack."""
+clusters of a shared stack, and reading what the controller did at the real API server (through the fault
+proxy's record or the server's own audit log)."""
 
 from __future__ import annotations
 
@@ -7,10 +8,15 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
+from obstop.testing.apiproxy import FaultProxy
+from obstop.testing.controlplane import AuditEvent, ControlPlane
 from obstop.testing.obshell_sim import StopRecord
 from obstop.testing.stack import Stack
 
 T = TypeVar("T")
+
+# The controller's two API clients: its own (Secret reads, the waker) and Kopf's (watches, status patches).
+CONTROLLER_AGENTS = ("obstop/", "kopf/")
 
 
 def wait_until(condition: Callable[[], T], *, timeout: float = 30.0, what: str = "condition") -> T:
@@ -35,6 +41,15 @@ def landed_on(stack: Stack, cluster: int) -> list[StopRecord]:
     return [r for r in stops_on(stack, cluster) if r.landed]
 
 
+def assert_one_stop(stack: Stack, cluster: int, status: dict[str, Any]) -> None:
+    """Exactly one stop reached the cluster's agents (not even a refused second one), and it is the DAG that
+    the status reports."""
+    landed = landed_on(stack, cluster)
+    assert len(landed) == 1, [r.to_wire() for r in stops_on(stack, cluster)]
+    assert landed[0].dag_id == status["dag"]["id"], (landed[0].to_wire(), status["dag"])
+    assert len(stops_on(stack, cluster)) == 1, "a second stop was sent (even if refused)"
+
+
 def rule_taken(stack: Stack, route: str) -> bool:
     """True once no injected request rule for `route` is left: a request hit it (and is being held)."""
     return not any(rule.get("route") == route for rule in stack.sim.faults.describe())
@@ -47,6 +62,37 @@ def hold_next(stack: Stack, route: str, agent: str, *, method: str | None = None
 
 def conditions(status: dict[str, Any]) -> dict[str, str]:
     return {c["type"]: c["status"] for c in status.get("conditions") or ()}
+
+
+def submitted(status: dict[str, Any]) -> bool:
+    """The controller knows the DAG (Submitted or Running; it may not poll again before the DAG should end)."""
+    return bool((status.get("dag") or {}).get("id"))
+
+
+def dag_running(stack: Stack, dag_id: str) -> bool:
+    """The DAG has not finished on the agent (so a fault injected now hits a running request)."""
+    return stack.sim.dag_wire(dag_id, details=False)["state"] not in ("SUCCEED", "FAILED")
+
+
+def proxy_of(stack: Stack) -> FaultProxy:
+    """The fault proxy between the stack's controller and the API server (Stack(..., proxy=True))."""
+    assert stack.proxy is not None, "this test needs Stack(proxy=True)"
+    return stack.proxy
+
+
+def control_plane_of(stack: Stack) -> ControlPlane:
+    assert stack.control_plane is not None, "this test needs a local control plane"
+    return stack.control_plane
+
+
+def controller_audit(cp: ControlPlane, *, since: int = 0, **criteria: Any) -> list[AuditEvent]:
+    """The controller's calls in the real API server's audit log (told apart by user agent), from the
+    `since`-th audit event on, that match every criterion (AuditEvent fields, e.g. resource="secrets")."""
+    return [
+        e
+        for e in cp.audit_events()[since:]
+        if e.user_agent.startswith(CONTROLLER_AGENTS) and all(getattr(e, k) == v for k, v in criteria.items())
+    ]
 
 
 class Clusters:

@@ -1,20 +1,36 @@
 """Fault matrix: the request keeps working and nothing is lost while the agent, the network or the Kubernetes
 API misbehave for real (refused connections, slow and dropped answers, 5xx, key rotation, clock skew, refused
-writes, cut watches, a changed Secret). Each case states its expected outcome, checks what the status tells a
-person, and checks the simulator's record: never a second stop.
+writes, 5xx bursts, cut watches, in-stream 410 Expired, a changed Secret). Each case states its expected
+outcome, checks what the status tells a person, and checks the simulator's record: never a second stop.
 
-One real `obstop run` serves the whole module; each test has its own simulated cluster.
+One real `obstop run` serves the whole module, against the session's real kube-apiserver + etcd, through the
+fault-injecting proxy (obstop.testing.apiproxy) for the Kubernetes-side faults; each test has its own
+simulated cluster. Process faults of the control plane itself (kube-apiserver or etcd SIGKILLed) are in
+test_control_plane_crashes.py.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from reliability_support import Clusters, conditions, landed_on, stops_on
+from reliability_support import (
+    Clusters,
+    conditions,
+    control_plane_of,
+    dag_running,
+    landed_on,
+    proxy_of,
+    stops_on,
+    submitted,
+    wait_until,
+)
 
-from obstop.testing.stack import Stack, stop_request
+from obstop.testing.apiproxy import status_body
+from obstop.testing.controlplane import ControlPlane
+from obstop.testing.stack import GROUP, PLURAL, VERSION, Stack, stop_request
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -24,8 +40,8 @@ DAG_ROUTE = "/api/v1/task/dag/2"  # GETs of local DAGs (generic ids start with 2
 
 
 @pytest.fixture(scope="module")
-def stack() -> Iterator[Stack]:
-    with Stack(clusters=CLUSTERS, stage_seconds=0.15) as s:
+def stack(control_plane: ControlPlane) -> Iterator[Stack]:
+    with Stack(control_plane=control_plane, proxy=True, clusters=CLUSTERS, stage_seconds=0.15) as s:
         s.start_controller()
         yield s
 
@@ -41,8 +57,7 @@ def cluster(stack: Stack, clusters: Clusters) -> Iterator[int]:
     yield index
     stack.sim.faults.clear()
     stack.sim.set_clock_offset(0)
-    assert stack.api is not None
-    stack.api.clear_faults()
+    proxy_of(stack).clear_faults()
     for agent in stack.sim.clusters[index].agents:
         stack.sim.agent_up(agent.address)
     assert stack.controller is not None and stack.controller.poll() is None, "the controller crashed"
@@ -51,16 +66,6 @@ def cluster(stack: Stack, clusters: Clusters) -> Iterator[int]:
 def _slow_stages(stack: Stack, cluster: int, seconds: float = 0.6) -> None:
     """Make this cluster's DAGs take `seconds` per stage, so a fault can be injected while one runs."""
     stack.sim.clusters[cluster].stage_seconds = seconds
-
-
-def _still_running(stack: Stack, dag_id: str) -> bool:
-    """The DAG has not finished on the agent (so the fault really hit a running request)."""
-    return stack.sim.dag_wire(dag_id, details=False)["state"] not in ("SUCCEED", "FAILED")
-
-
-def _submitted(status: dict[str, Any]) -> bool:
-    """The controller knows the DAG (Submitted or Running; it may not poll again before the DAG should end)."""
-    return bool((status.get("dag") or {}).get("id"))
 
 
 def _seen(stack: Stack, name: str, predicate: Any, timeout: float = 30) -> dict[str, Any]:
@@ -103,9 +108,9 @@ def test_dag_owner_down_mid_dag_and_back(stack: Stack, cluster: int) -> None:
     agent = stack.agent(cluster)
     _slow_stages(stack, cluster)
     stack.create(stop_request("owner-down", agent, terminate=True))
-    running = _seen(stack, "owner-down", _submitted)
+    running = _seen(stack, "owner-down", submitted)
     stack.sim.agent_down(agent)
-    assert _still_running(stack, running["dag"]["id"])
+    assert dag_running(stack, running["dag"]["id"])
     down = _seen(stack, "owner-down", lambda s: "lastError" in s)
     assert down["phase"] in ("Submitted", "Running") and down["dag"]["id"] == running["dag"]["id"]
     assert down["reason"] == "AgentUnreachable" and "cannot connect" in down["lastError"]
@@ -163,10 +168,10 @@ def test_rsa_key_rotated_mid_request(stack: Stack, cluster: int) -> None:
     agent = stack.agent(cluster)
     _slow_stages(stack, cluster)
     stack.create(stop_request("rotated", agent, terminate=True))
-    running = _seen(stack, "rotated", _submitted)
+    running = _seen(stack, "rotated", submitted)
     for each in stack.sim.clusters[cluster].agents:
         stack.sim.rotate_key(each.address)
-    assert _still_running(stack, running["dag"]["id"])
+    assert dag_running(stack, running["dag"]["id"])
     _succeeded_once(stack, "rotated", cluster)
 
 
@@ -207,41 +212,123 @@ def test_dag_that_never_finishes_hits_the_deadline(stack: Stack, cluster: int) -
 # Kubernetes side
 
 
+def _request_lists(stack: Stack) -> int:
+    """How many times the controller listed the requests (Kopf lists at start and after a 410 only)."""
+    return len(proxy_of(stack).recorded(verb="list", resource="obstoprequests", namespace=stack.namespace))
+
+
 def test_conflicts_on_status_writes(stack: Stack, cluster: int) -> None:
-    """The API server answers 409 Conflict to the first status writes. Kopf drops a step's outcome on a refused
-    patch and would never call the handler again; the controller's waker touches the overdue request
-    (OBSTOP_STALL_SECONDS=3 in Stack). Expected: Succeeded, one stop."""
-    assert stack.api is not None
-    stack.api.inject(409, verb="patch", resource="obstoprequests", name="conflicts", times=3)
+    """The proxy answers 409 Conflict to the first three status writes of the request (the /status
+    subresource, which Kopf patches after the object's annotations). Kopf does not retry a 4xx: it drops the
+    step's status and throttles the object, but the annotations the real server accepted are a change, so the
+    handler runs again. Expected: Succeeded with one stop, the three refusals really answered, later status
+    writes accepted."""
+    proxy = proxy_of(stack)
+    proxy.inject(
+        409, verb="patch", resource="obstoprequests", subresource="status", name="conflicts", times=3
+    )
     stack.create(stop_request("conflicts", stack.agent(cluster), force=True))
-    status = stack.wait_for("conflicts", timeout=20)
-    assert status["phase"] == "Succeeded"
-    assert len(stack.api.calls(verb="patch", resource="obstoprequests", name="conflicts")) > 3
+    _succeeded_once(stack, "conflicts", cluster)
+    writes = proxy.recorded(verb="patch", resource="obstoprequests", subresource="status", name="conflicts")
+    assert [w.status for w in writes[:3]] == [409, 409, 409], writes
+    assert any(w.status == 200 for w in writes[3:]), writes
 
 
-def test_api_server_5xx(stack: Stack, cluster: int) -> None:
-    """500/503 on status writes and on reading the Secret. Expected: the Secret error is shown while it lasts,
-    then Succeeded with one stop."""
-    assert stack.api is not None
-    stack.api.inject(503, verb="patch", resource="obstoprequests", name="api-5xx", times=2)
-    stack.api.inject(500, verb="get", resource="secrets", times=3)
+def test_every_write_refused_with_409_until_the_waker_touches(stack: Stack, cluster: int) -> None:
+    """409 Conflict to the first two patches of the request whatever they are: Kopf's first write (the
+    annotations, so the status write never follows) and the waker's first touch. No change reaches the server,
+    so nothing calls the handler again; the controller's waker touches the overdue request
+    (OBSTOP_STALL_SECONDS=3 in Stack), once refused, then accepted. Expected: Succeeded with one stop, the
+    controller's log saying it woke the request."""
+    proxy = proxy_of(stack)
+    refusal = proxy.inject(409, verb="patch", resource="obstoprequests", name="refused", times=2)
+    stack.create(stop_request("refused", stack.agent(cluster), force=True))
+    _succeeded_once(stack, "refused", cluster)
+    assert refusal.exhausted
+    log = stack.controller_logs()
+    assert f"[{stack.namespace}/refused] could not wake the request: ConflictException" in log
+    assert f"[{stack.namespace}/refused] woke a request whose next step was overdue" in log
+
+
+def test_api_server_5xx_on_status_writes_and_secret_reads(stack: Stack, cluster: int) -> None:
+    """503 on the first two status writes (Kopf retries them with backoff) and 500 on the first three reads of
+    the Secret (the controller retries the step). Expected: Succeeded with one stop; the retried steps are
+    counted in status.attempts."""
+    proxy = proxy_of(stack)
+    proxy.inject(503, verb="patch", resource="obstoprequests", subresource="status", name="api-5xx", times=2)
+    proxy.inject(500, verb="get", resource="secrets", namespace=stack.namespace, times=3)
     stack.create(stop_request("api-5xx", stack.agent(cluster), force=True))
-    _succeeded_once(stack, "api-5xx", cluster)
+    status = _succeeded_once(stack, "api-5xx", cluster)
+    assert status["attempts"] >= 3, status
+    assert len(proxy.recorded(verb="get", resource="secrets", status=500)) == 3
+    assert len(proxy.recorded(verb="patch", name="api-5xx", subresource="status", status=503)) == 2
+
+
+def test_watch_refused_with_5xx_while_a_request_is_created(stack: Stack, cluster: int) -> None:
+    """The request watch is cut and its reconnections are answered 503 four times (Kopf retries with backoff,
+    1+1+2+3 s); the request is created meanwhile. Expected: once the watch is back (from the same
+    resourceVersion, no relist) the real server replays the creation; Succeeded with one stop."""
+    proxy = proxy_of(stack)
+    lists = _request_lists(stack)
+    refusal = proxy.inject(503, verb="watch", resource="obstoprequests", namespace=stack.namespace, times=4)
+    assert proxy.cut_watches() >= 1
+    stack.create(stop_request("watch-5xx", stack.agent(cluster), force=True))
+    wait_until(lambda: refusal.exhausted, timeout=60, what="four watch reconnections refused")
+    _succeeded_once(stack, "watch-5xx", cluster)
+    assert _request_lists(stack) == lists
 
 
 def test_watch_streams_cut_repeatedly(stack: Stack, cluster: int) -> None:
-    """Every watch stream is cut at each stage. Expected: Succeeded, one stop."""
-    assert stack.api is not None
+    """Every watch stream is cut after each status change. Expected: Kopf resumes each watch from its last
+    resourceVersion (no relist); Succeeded, one stop."""
+    proxy = proxy_of(stack)
     agent = stack.agent(cluster)
+    lists = _request_lists(stack)
     _slow_stages(stack, cluster, 0.4)
     stack.create(stop_request("cut-watch", agent, terminate=True))
     cuts = 0
     for status in stack.watch("cut-watch", timeout=60):  # cut after every status change the controller makes
         if status.get("phase") in ("Succeeded", "Failed"):
             break
-        cuts += stack.api.cut_watches()
+        cuts += proxy.cut_watches()
     assert cuts >= 3
     _succeeded_once(stack, "cut-watch", cluster)
+    assert _request_lists(stack) == lists
+
+
+def _real_expired_event(stack: Stack) -> dict[str, Any]:
+    """What the real kube-apiserver streams to a watch of the requests from a compacted resourceVersion."""
+    cp = control_plane_of(stack)
+    url = f"{cp.url}/apis/{GROUP}/{VERSION}/namespaces/{stack.namespace}/{PLURAL}"
+    params = {"watch": "true", "resourceVersion": "1", "timeoutSeconds": "5"}
+    with cp.http() as client, client.stream("GET", url, params=params) as answer:
+        assert answer.status_code == 200  # the error comes in the stream, not as the HTTP status
+        event: dict[str, Any] = json.loads(next(answer.iter_lines()))
+    return event
+
+
+def test_in_stream_410_expired_makes_kopf_relist(stack: Stack, cluster: int) -> None:
+    """The request watch ends with an in-stream ERROR 410 Expired while the DAG runs: the very event the real
+    server sends for a too-old resourceVersion (read from it first), injected by the proxy on the next
+    reconnection. Expected: Kopf lists the requests again and watches from the new list (the controller keeps
+    running); the running request is followed to Succeeded with one stop."""
+    proxy = proxy_of(stack)
+    real = _real_expired_event(stack)
+    assert real["type"] == "ERROR" and real["object"]["code"] == 410 and real["object"]["reason"] == "Expired"
+    assert status_body(410, real["object"]["message"]) == real["object"]  # the proxy sends the same Status
+
+    _slow_stages(stack, cluster)
+    stack.create(stop_request("expired", stack.agent(cluster), terminate=True))
+    running = _seen(stack, "expired", submitted)
+    lists = _request_lists(stack)
+    expired = proxy.watch_error(410, real["object"]["message"], resource="obstoprequests")
+    assert proxy.cut_watches() >= 1
+    assert dag_running(stack, running["dag"]["id"])
+    wait_until(lambda: expired.hits == 1, what="the reconnected watch gets the 410")
+    wait_until(lambda: _request_lists(stack) == lists + 1, what="Kopf lists the requests again")
+    status = _succeeded_once(stack, "expired", cluster)
+    assert status["dag"]["id"] == running["dag"]["id"]
+    assert "WatchingError" not in stack.controller_logs()
 
 
 def test_secret_deleted_mid_request_then_restored(stack: Stack, cluster: int) -> None:
@@ -252,12 +339,12 @@ def test_secret_deleted_mid_request_then_restored(stack: Stack, cluster: int) ->
     stack.put_secret(stack.namespace, secret, {"password": stack.password})
     _slow_stages(stack, cluster)
     stack.create(stop_request("secret-gone", agent, terminate=True, secret=secret))
-    running = _seen(stack, "secret-gone", _submitted)
+    running = _seen(stack, "secret-gone", submitted)
     stack.core.delete_namespaced_secret(secret, stack.namespace)
-    assert _still_running(stack, running["dag"]["id"])
+    assert dag_running(stack, running["dag"]["id"])
     waiting = _seen(stack, "secret-gone", lambda s: "lastError" in s)
     assert waiting["phase"] in ("Submitted", "Running") and waiting["reason"] == "WaitingForSecret"
-    assert f"Secret default/{secret} not found" in waiting["lastError"]
+    assert f"Secret {stack.namespace}/{secret} not found" in waiting["lastError"]
 
     stack.put_secret(stack.namespace, secret, {"password": stack.password})
     _succeeded_once(stack, "secret-gone", cluster)
@@ -273,9 +360,9 @@ def test_secret_changed_to_a_wrong_password_mid_request(stack: Stack, cluster: i
     stack.put_secret(stack.namespace, secret, {"password": stack.password})
     _slow_stages(stack, cluster)
     stack.create(stop_request("secret-changed", agent, terminate=True, secret=secret))
-    running = _seen(stack, "secret-changed", _submitted)
+    running = _seen(stack, "secret-changed", submitted)
     stack.put_secret(stack.namespace, secret, {"password": "wrong-password-123"})
-    assert _still_running(stack, running["dag"]["id"])
+    assert dag_running(stack, running["dag"]["id"])
     refused = stack.wait_for(
         "secret-changed", lambda s: "refused the credentials" in s.get("lastError", ""), timeout=30
     )

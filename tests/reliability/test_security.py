@@ -1,6 +1,7 @@
 """Security: the password guard itself, Secret access limited to the one the request names (in its own
-namespace), and TLS verification on by default for https agents. Real `obstop run` processes, the emulated
-API server's record of calls, and an https simulator with a self-signed certificate."""
+namespace), and TLS verification on by default for https agents. Real `obstop run` processes against the
+session's real kube-apiserver, whose audit log (not the controller's word) shows which Secrets the controller
+read, and an https simulator with a self-signed certificate."""
 
 from __future__ import annotations
 
@@ -17,8 +18,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from reliability_support import stops_on
+from reliability_support import control_plane_of, controller_audit, stops_on
 
+from obstop.testing.controlplane import ControlPlane
 from obstop.testing.stack import Stack, stop_request
 
 pytestmark = pytest.mark.timeout(120)
@@ -28,8 +30,10 @@ pytestmark = pytest.mark.timeout(120)
 # The guard (tests/conftest.py) must be able to fail
 
 
-def test_the_guard_finds_and_redacts_a_planted_password(password_guard: Any) -> None:
-    with Stack(clusters=1, stage_seconds=0.05) as s:
+def test_the_guard_finds_and_redacts_a_planted_password(
+    password_guard: Any, control_plane: ControlPlane
+) -> None:
+    with Stack(control_plane=control_plane, clusters=1, stage_seconds=0.05) as s:
         assert s.password in password_guard.secrets
         assert password_guard.stack_leaks(s) == []
         event = {
@@ -52,47 +56,62 @@ def test_the_guard_finds_and_redacts_a_planted_password(password_guard: Any) -> 
 
 
 @pytest.fixture(scope="module")
-def stack() -> Iterator[Stack]:
-    with Stack(clusters=3, stage_seconds=0.05) as s:
-        s.extra_namespaces = ("team-b",)  # type: ignore[attr-defined]  # also checked by the password guard
-        s.ensure_namespace("team-b")
-        s.put_secret("team-b", "team-b-root", {"password": s.password})
-        s.put_secret("default", "decoy", {"password": s.password})
-        s.start_controller()
+def stack(control_plane: ControlPlane) -> Iterator[Stack]:
+    """A controller serving two namespaces of its own: the stack's (with the password Secret and a decoy) and
+    a second team's (with its own Secret under another name, and no `obshell-root`)."""
+    with Stack(control_plane=control_plane, clusters=3, stage_seconds=0.05) as s:
+        team_b = f"{s.namespace}-b"
+        s.extra_namespaces = (team_b,)  # type: ignore[attr-defined]  # also checked by the password guard
+        s.ensure_namespace(team_b)
+        s.put_secret(team_b, "team-b-root", {"password": s.password})
+        s.put_secret(s.namespace, "decoy", {"password": s.password})
+        s.start_controller("--namespace", s.namespace, "--namespace", team_b)
         yield s
 
 
-def _secret_calls(stack: Stack) -> list[Any]:
-    assert stack.api is not None
-    return stack.api.calls(resource="secrets")
+def _team_b(stack: Stack) -> str:
+    namespace: str = stack.extra_namespaces[0]  # type: ignore[attr-defined]
+    return namespace
+
+
+def _secret_access(stack: Stack, since: int) -> set[tuple[str, str, str]]:
+    """(verb, namespace, name) of every call the controller made on Secrets, anywhere, as audited."""
+    events = controller_audit(control_plane_of(stack), since=since, resource="secrets")
+    return {(e.verb, e.namespace, e.name) for e in events}
 
 
 def test_the_controller_reads_only_the_named_secret_in_the_requests_namespace(stack: Stack) -> None:
-    assert stack.api is not None
-    stack.api.clear_calls()
-    stack.create(stop_request("in-default", stack.agent(0), force=True))
+    """Two requests in two namespaces. Expected: both Succeeded; the audit log shows the controller made no
+    call on Secrets but a `get` of each request's named Secret in the request's namespace (no list, no watch,
+    not the decoy)."""
+    team_b = _team_b(stack)
+    since = len(control_plane_of(stack).audit_events())
+    stack.create(stop_request("in-own-namespace", stack.agent(0), force=True))
     stack.create(
-        stop_request("in-team-b", stack.agent(1), force=True, secret="team-b-root"), namespace="team-b"
+        stop_request("in-team-b", stack.agent(1), force=True, secret="team-b-root"), namespace=team_b
     )
-    assert stack.wait_for("in-default")["phase"] == "Succeeded"
-    assert stack.wait_for("in-team-b", namespace="team-b")["phase"] == "Succeeded"
+    assert stack.wait_for("in-own-namespace")["phase"] == "Succeeded"
+    assert stack.wait_for("in-team-b", namespace=team_b)["phase"] == "Succeeded"
 
-    calls = {(c.verb, c.namespace, c.name) for c in _secret_calls(stack)}
-    assert calls == {("get", "default", "obshell-root"), ("get", "team-b", "team-b-root")}
+    assert _secret_access(stack, since) == {
+        ("get", stack.namespace, "obshell-root"),
+        ("get", team_b, "team-b-root"),
+    }
 
 
 def test_a_secret_of_another_namespace_is_never_used(stack: Stack) -> None:
-    """team-b has no `obshell-root`; default has one. Expected: waiting for team-b/obshell-root, never read
-    default's, no stop sent."""
-    assert stack.api is not None
-    stack.api.clear_calls()
-    stack.create(stop_request("borrowing", stack.agent(2), force=True), namespace="team-b")
-    status = stack.wait_for("borrowing", lambda s: s.get("attempts", 0) >= 2, namespace="team-b")
+    """The second team's namespace has no `obshell-root`; the stack's namespace has one. Expected: waiting for
+    <team-b>/obshell-root, the audit log showing only reads of that one (404), none of the other namespace's,
+    and no stop sent."""
+    team_b = _team_b(stack)
+    since = len(control_plane_of(stack).audit_events())
+    stack.create(stop_request("borrowing", stack.agent(2), force=True), namespace=team_b)
+    status = stack.wait_for("borrowing", lambda s: s.get("attempts", 0) >= 2, namespace=team_b)
     assert status["reason"] == "WaitingForSecret"
-    assert "Secret team-b/obshell-root not found" in status["lastError"]
-    assert {(c.verb, c.namespace, c.name) for c in _secret_calls(stack)} == {
-        ("get", "team-b", "obshell-root")
-    }
+    assert f"Secret {team_b}/obshell-root not found" in status["lastError"]
+    assert _secret_access(stack, since) == {("get", team_b, "obshell-root")}
+    reads = controller_audit(control_plane_of(stack), since=since, resource="secrets")
+    assert {e.code for e in reads} == {404}, reads
     assert stops_on(stack, 2) == []
 
 
@@ -130,11 +149,11 @@ def _self_signed(workdir: Path) -> tuple[ssl.SSLContext, str]:
     return context, pem
 
 
-def test_https_agents_are_verified_by_default(tmp_path: Path) -> None:
+def test_https_agents_are_verified_by_default(tmp_path: Path, control_plane: ControlPlane) -> None:
     """Self-signed agent certificate. Without caSecretRef: a certificate error in status and no stop reaches
     the agent. With the certificate as caSecretRef: Succeeded."""
     context, pem = _self_signed(tmp_path)
-    s = Stack(clusters=2, stage_seconds=0.05)
+    s = Stack(control_plane=control_plane, clusters=2, stage_seconds=0.05)
     s.sim_config = dataclasses.replace(s.sim_config, ssl_context=context)
     with s:
         s.start_controller()
