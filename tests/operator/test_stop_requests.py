@@ -15,7 +15,7 @@ from obstop.testing.stack import Stack, stop_request
 
 pytestmark = pytest.mark.timeout(180)
 
-CLUSTERS = 16
+CLUSTERS = 18
 
 
 @pytest.fixture(scope="module")
@@ -299,3 +299,29 @@ def test_two_requests_racing_on_one_cluster_never_share_a_dag(stack: Stack, clus
     assert loser.get("dag", {}).get("id") != winner["dag"]["id"]
     assert loser["reason"] in ("Task.SubDag.NotAllCreated", "OB.Cluster.ForceStopRequired"), loser
     assert len([r for r in _stops_for(stack, cluster) if r.params.get("terminate")]) == 2
+
+
+def test_a_request_past_its_not_after_is_never_begun(stack: Stack, cluster: int) -> None:
+    """A request re-created long after its stop (a GitOps sync after the CRD was deleted, a restore) must not stop
+    the cluster again: past spec.notAfter it fails as Expired before any call to the agent."""
+    agent = stack.agent(cluster)
+    stale = stop_request("resurrected", agent, force=True)
+    stale["spec"]["notAfter"] = "2026-01-01T00:00:00Z"
+    stack.create(stale)
+    status = stack.wait_for("resurrected", timeout=30)
+    assert status["phase"] == "Failed" and status["reason"] == "Expired", status
+    assert "spec.notAfter (2026-01-01T00:00:00Z) has passed" in status["message"]
+    assert "submission" not in status and "dag" not in status
+    assert _stops_for(stack, cluster) == []
+    assert stack.sim.load()[agent]["times"] == [], "the agent was called"
+
+
+def test_a_request_before_its_not_after_runs(stack: Stack, cluster: int) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    later = (datetime.now(UTC) + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    fresh = stop_request("in-time", stack.agent(cluster), force=True)
+    fresh["spec"]["notAfter"] = later
+    stack.create(fresh)
+    assert stack.wait_for("in-time", timeout=60)["phase"] == "Succeeded"
+    assert len(_stops_for(stack, cluster)) == 1

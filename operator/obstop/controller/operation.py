@@ -166,6 +166,13 @@ class Controller:
             spec = parse_spec(req.spec)
         except InvalidSpec as exc:
             return reconcile.failed(status, "InvalidSpec", str(exc), req.generation, now)
+        if step is Step.RECORD and spec.not_after is not None and now > spec.not_after:
+            # Before any call to the agent: a stale request is never begun.
+            message = (
+                f"not begun: spec.notAfter ({reconcile.rfc3339(spec.not_after)}) has passed; nothing was sent "
+                "to the agent (a request re-created after its stop? create a new one to stop again)"
+            )
+            return reconcile.failed(status, "Expired", message, req.generation, now)
         if reconcile.deadline_exceeded(status, spec.active_deadline_seconds, now):
             where = (
                 f" (stop DAG {status['dag']['id']} is still {status['dag'].get('state')})"
@@ -308,11 +315,16 @@ class Controller:
         if found is not None:
             return found
         try:
-            return ours(await client.agent_dags())
+            finished = ours(await client.agent_dags())
         except ObshellApiError as exc:
             if exc.status == 404:  # an agent without the history route: the unfinished list is all we have
                 return None
             raise
+        if finished is None:
+            return None
+        # The history list carries no node details: read the DAG itself, so that a stop that already failed is
+        # reported with its failing node and last log line like any other.
+        return await client.get_dag(finished.id)
 
     async def _poll(self, req: Request, client: ObshellClient, now: datetime, logger: Any) -> Decision:
         status, settings = req.status, self.settings

@@ -9,7 +9,15 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from obstop.obshell import InvalidAddress, Scope, ScopeType, StopParams, parse_endpoint
 from obstop.obshell.address import split_host_port
@@ -74,7 +82,12 @@ class ObStopRequestSpec(_Spec):
     force: bool = False
     terminate: bool = False
     force_pass_dag: list[str] = Field(default_factory=list, alias="forcePassDag")
-    active_deadline_seconds: Annotated[int, Field(ge=1)] | None = Field(None, alias="activeDeadlineSeconds")
+    active_deadline_seconds: Annotated[int, Field(ge=1, le=31_536_000)] | None = Field(
+        None, alias="activeDeadlineSeconds"
+    )
+    # After this moment the request refuses to begin (a request re-created from Git or a backup long after its
+    # stop: docs/gitops.md); one already begun is followed to its end.
+    not_after: AwareDatetime | None = Field(None, alias="notAfter")
 
     @model_validator(mode="after")
     def _rules(self) -> ObStopRequestSpec:

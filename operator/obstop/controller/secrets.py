@@ -33,6 +33,11 @@ def kubernetes_client() -> Any:
     return api_client
 
 
+# With etcd down, kube-apiserver accepts a read and answers nothing for a minute or more: give up sooner, and
+# retry with back-off like any other transient fault.
+API_TIMEOUT_SECONDS = 15.0
+
+
 class SecretUnavailable(Exception):
     """The Secret or its key cannot be read now; may resolve once someone creates it (a transient fault)."""
 
@@ -73,7 +78,9 @@ class SecretReader:
         from kubernetes.client.exceptions import ApiException
 
         try:
-            secret = await asyncio.to_thread(self._api.read_namespaced_secret, name, namespace)
+            secret = await asyncio.to_thread(
+                self._api.read_namespaced_secret, name, namespace, _request_timeout=API_TIMEOUT_SECONDS
+            )
         except ApiException as exc:
             if exc.status == 404:
                 raise SecretUnavailable(f"Secret {namespace}/{name} not found") from None

@@ -65,6 +65,11 @@ async def wake_overdue(appointments: Appointments, touch: Touch, grace: float) -
                 log.warning("[%s/%s] could not wake the request: %s", namespace, name, type(exc).__name__)
 
 
+# With etcd down, kube-apiserver accepts a call and answers nothing for a minute or more: bound each of our own
+# calls (Kopf bounds its own: settings.networking.request_timeout) so no worker thread waits that long.
+API_TIMEOUT_SECONDS = 30.0
+
+
 def annotation_toucher(api: Any, annotation: str) -> Touch:
     """A Touch that merge-patches `annotation` (kubernetes.client.CustomObjectsApi, called in a thread)."""
 
@@ -79,6 +84,7 @@ def annotation_toucher(api: Any, annotation: str) -> Touch:
             name,
             body,
             _content_type="application/merge-patch+json",
+            _request_timeout=API_TIMEOUT_SECONDS,
         )
 
     return touch
