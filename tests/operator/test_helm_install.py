@@ -7,7 +7,6 @@ Security `restricted` through a server-side dry-run of a Pod in a namespace that
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import subprocess
 from pathlib import Path
@@ -15,12 +14,9 @@ from typing import Any
 
 import pytest
 import yaml
+from k8s_tools import CHART, tool
 
 from obstop.testing.controlplane import ControlPlane
-
-ROOT = Path(__file__).resolve().parents[2]
-CHART = ROOT / "deploy" / "helm" / "ob-stop-operator"
-TOOLS = Path(os.environ.get("OBSTOP_TOOLS_BIN") or ROOT / ".tools" / "bin")
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -37,24 +33,14 @@ VALUE_SETS: dict[str, list[str]] = {
 }
 
 
-def tool(name: str, *args: str, kubeconfig: Path, check: bool = True, stdin: str | None = None) -> str:
-    binary = TOOLS / name
-    if not binary.exists():
-        pytest.skip(f"{binary} is missing: run ./dev setup")
-    result = subprocess.run(
-        [str(binary), "--kubeconfig", str(kubeconfig), *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    if check:
-        assert result.returncode == 0, f"{name} {' '.join(args)}:\n{result.stdout}\n{result.stderr}"
+def run(name: str, *args: str, kubeconfig: Path, check: bool = True, stdin: str | None = None) -> str:
+    """stdout and stderr together: helm says what it refused on stderr."""
+    result = tool(name, *args, kubeconfig=kubeconfig, check=check, stdin=stdin)
     return result.stdout + result.stderr
 
 
 def stored(cp: ControlPlane, namespace: str, release: str) -> dict[str, dict[str, Any]]:
-    out = tool(
+    out = run(
         "kubectl",
         "get",
         "deployments,services,serviceaccounts,roles,rolebindings,poddisruptionbudgets",
@@ -76,7 +62,7 @@ def test_install_upgrade_uninstall(control_plane: ControlPlane, values: str, tmp
     release = f"obstop-{values}"[:40]
     if values == "namespaced":  # the watched namespaces must exist: the chart puts a Role in each
         for watched in ("team-a", "team-b"):
-            tool("kubectl", "create", "namespace", watched, kubeconfig=cp.kubeconfig, check=False)
+            run("kubectl", "create", "namespace", watched, kubeconfig=cp.kubeconfig, check=False)
     args = [
         "--namespace",
         namespace,
@@ -84,7 +70,7 @@ def test_install_upgrade_uninstall(control_plane: ControlPlane, values: str, tmp
         "image.repository=registry.invalid/obstop",
         *VALUE_SETS[values],
     ]
-    tool(
+    run(
         "helm",
         "install",
         release,
@@ -108,7 +94,7 @@ def test_install_upgrade_uninstall(control_plane: ControlPlane, values: str, tmp
 
     _passes_pod_security_restricted(cp, deployment, tmp_path)
 
-    tool(
+    run(
         "helm",
         "upgrade",
         release,
@@ -122,9 +108,9 @@ def test_install_upgrade_uninstall(control_plane: ControlPlane, values: str, tmp
     env = {e["name"]: e.get("value") for e in upgraded["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env["OBSTOP_LOG_LEVEL"] == ("DEBUG" if values == "extra-env-and-resources" else "WARNING")
 
-    tool("helm", "uninstall", release, "--namespace", namespace, kubeconfig=cp.kubeconfig)
+    run("helm", "uninstall", release, "--namespace", namespace, kubeconfig=cp.kubeconfig)
     assert stored(cp, namespace, release) == {}
-    crd = tool(
+    crd = run(
         "kubectl",
         "get",
         "crd",
@@ -157,9 +143,9 @@ def _passes_pod_security_restricted(cp: ControlPlane, deployment: dict[str, Any]
     }
     manifest = tmp_path / "pod.yaml"
     manifest.write_text(yaml.safe_dump_all([namespace]))
-    tool("kubectl", "apply", "-f", str(manifest), kubeconfig=cp.kubeconfig)
+    run("kubectl", "apply", "-f", str(manifest), kubeconfig=cp.kubeconfig)
     manifest.write_text(yaml.safe_dump(pod))
-    result = tool(
+    result = run(
         "kubectl", "apply", "--dry-run=server", "-f", str(manifest), kubeconfig=cp.kubeconfig, check=False
     )
     assert "created (server dry run)" in result, result
@@ -169,7 +155,7 @@ def _passes_pod_security_restricted(cp: ControlPlane, deployment: dict[str, Any]
         "securityContext": {**pod["spec"].get("securityContext", {}), "runAsNonRoot": False},
     }
     manifest.write_text(yaml.safe_dump(pod))
-    refused = tool(
+    refused = run(
         "kubectl", "apply", "--dry-run=server", "-f", str(manifest), kubeconfig=cp.kubeconfig, check=False
     )
     assert 'violates PodSecurity "restricted' in refused, refused
@@ -189,7 +175,7 @@ def test_releases_with_peering_share_kopfs_crds(control_plane: ControlPlane) -> 
     releases = [(f"peer-a-{secrets.token_hex(2)}", f"ns-a-{secrets.token_hex(3)}")]
     releases.append((f"peer-b-{secrets.token_hex(2)}", f"ns-b-{secrets.token_hex(3)}"))
     for release, namespace in releases:
-        tool(
+        run(
             "helm",
             "install",
             release,
@@ -201,12 +187,12 @@ def test_releases_with_peering_share_kopfs_crds(control_plane: ControlPlane) -> 
             kubeconfig=cp.kubeconfig,
         )
     for release, namespace in releases:
-        tool("helm", "uninstall", release, "-n", namespace, kubeconfig=cp.kubeconfig)
-    crds = tool("kubectl", "get", "crd", "-o", "name", kubeconfig=cp.kubeconfig)
+        run("helm", "uninstall", release, "-n", namespace, kubeconfig=cp.kubeconfig)
+    crds = run("kubectl", "get", "crd", "-o", "name", kubeconfig=cp.kubeconfig)
     assert "clusterkopfpeerings.kopf.dev" in crds and "kopfpeerings.kopf.dev" in crds
     again = f"peer-c-{secrets.token_hex(2)}"
-    tool("helm", "install", again, str(CHART), "-n", releases[0][1], *peering, kubeconfig=cp.kubeconfig)
-    tool("helm", "uninstall", again, "-n", releases[0][1], kubeconfig=cp.kubeconfig)
+    run("helm", "install", again, str(CHART), "-n", releases[0][1], *peering, kubeconfig=cp.kubeconfig)
+    run("helm", "uninstall", again, "-n", releases[0][1], kubeconfig=cp.kubeconfig)
 
 
 def test_the_documented_crd_upgrade_takes_over_helms_fields(
@@ -219,7 +205,7 @@ def test_the_documented_crd_upgrade_takes_over_helms_fields(
     namespace = f"crd-{secrets.token_hex(3)}"
     chart = tmp_path / "chart"
     subprocess.run(["cp", "-rL", str(CHART), str(chart)], check=True)
-    tool(
+    run(
         "helm", "install", "crd-upgrade", str(chart), "-n", namespace, "--create-namespace",
         "--set", "image.repository=registry.invalid/obstop", kubeconfig=cp.kubeconfig,
     )  # fmt: skip
@@ -229,13 +215,13 @@ def test_the_documented_crd_upgrade_takes_over_helms_fields(
     original = schema["description"]
     schema["description"] = original + " (upgraded)"
     crd_file.write_text(yaml.safe_dump(crd))
-    show = tool("helm", "show", "crds", str(chart), kubeconfig=cp.kubeconfig, check=False)
+    show = run("helm", "show", "crds", str(chart), kubeconfig=cp.kubeconfig, check=False)
     show = "\n".join(line for line in show.splitlines() if not line.startswith("level="))
-    conflict = tool(
+    conflict = run(
         "kubectl", "apply", "--server-side", "-f", "-", stdin=show, kubeconfig=cp.kubeconfig, check=False
     )
     assert "conflict" in conflict.lower(), conflict
-    tool(
+    run(
         "kubectl",
         "apply",
         "--server-side",
@@ -246,11 +232,11 @@ def test_the_documented_crd_upgrade_takes_over_helms_fields(
         kubeconfig=cp.kubeconfig,
     )
     stored = json.loads(
-        tool("kubectl", "get", "crd", crd["metadata"]["name"], "-o", "json", kubeconfig=cp.kubeconfig)
+        run("kubectl", "get", "crd", crd["metadata"]["name"], "-o", "json", kubeconfig=cp.kubeconfig)
     )
     assert stored["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["description"].endswith("(upgraded)")
     crd_file.write_text(yaml.safe_dump({**crd, "spec": {**crd["spec"]}}).replace(" (upgraded)", ""))
-    tool(
+    run(
         "kubectl",
         "apply",
         "--server-side",
@@ -259,4 +245,4 @@ def test_the_documented_crd_upgrade_takes_over_helms_fields(
         str(crd_file),
         kubeconfig=cp.kubeconfig,
     )
-    tool("helm", "uninstall", "crd-upgrade", "-n", namespace, kubeconfig=cp.kubeconfig)
+    run("helm", "uninstall", "crd-upgrade", "-n", namespace, kubeconfig=cp.kubeconfig)

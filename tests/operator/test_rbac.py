@@ -10,20 +10,15 @@ except those listed in UNUSED_BY_DESIGN. Nothing is mocked; obshell is the simul
 
 from __future__ import annotations
 
-import os
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
+from k8s_tools import CHART, tool
 
 from obstop.testing.controlplane import AuditEvent, ControlPlane
 from obstop.testing.stack import Stack, stop_request
-
-ROOT = Path(__file__).resolve().parents[2]
-CHART = ROOT / "deploy" / "helm" / "ob-stop-operator"
-TOOLS = Path(os.environ.get("OBSTOP_TOOLS_BIN") or ROOT / ".tools" / "bin")
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -31,19 +26,8 @@ pytestmark = pytest.mark.timeout(180)
 UNUSED_BY_DESIGN: dict[tuple[str, str, str], str] = {}
 
 
-def run(tool: str, *args: str, kubeconfig: Path, stdin: str | None = None) -> str:
-    binary = TOOLS / tool
-    if not binary.exists():
-        pytest.skip(f"{binary} is missing: run ./dev setup")
-    result = subprocess.run(
-        [str(binary), "--kubeconfig", str(kubeconfig), *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, f"{tool} {' '.join(args)}:\n{result.stdout}\n{result.stderr}"
-    return result.stdout
+def run(name: str, *args: str, kubeconfig: Path) -> str:
+    return tool(name, *args, kubeconfig=kubeconfig).stdout
 
 
 def install_chart(s: Stack, release: str, *values: str) -> tuple[str, set[tuple[str, str, str]]]:

@@ -136,7 +136,7 @@ class _Process:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent,
             )
 
     def running(self) -> bool:
@@ -144,14 +144,7 @@ class _Process:
 
     def stop(self, *, kill: bool = False, timeout: float = 10.0) -> None:
         proc, self.popen = self.popen, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
+        stop_process(proc, kill=kill, timeout=timeout)
 
     def tail(self, lines: int = 20) -> str:
         try:
@@ -486,10 +479,30 @@ def _sha256() -> Any:
 # Processes and folders
 
 
-def _die_with_parent() -> None:
+def stop_process(proc: subprocess.Popen[Any] | None, *, kill: bool = False, timeout: float = 10.0) -> None:
+    """SIGTERM (or SIGKILL) a child and reap it; SIGKILL if it has not exited within `timeout` seconds."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(10)
+
+
+# Resolved once in the parent: loading a library between fork and exec of a threaded process could deadlock.
+try:
+    _PRCTL: Any = ctypes.CDLL(None, use_errno=True).prctl
+except (OSError, AttributeError):  # not Linux: no parent-death signal, the context managers still clean up
+    _PRCTL = None
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
     """In the child, before exec: SIGKILL when the parent dies (Linux prctl PR_SET_PDEATHSIG)."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)
+    if _PRCTL is not None:
+        _PRCTL(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def _free_ports(count: int) -> list[int]:

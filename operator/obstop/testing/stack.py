@@ -13,7 +13,6 @@ from __future__ import annotations
 import base64
 import os
 import secrets
-import signal
 import subprocess
 import sys
 import tempfile
@@ -26,7 +25,7 @@ from typing import Any
 import yaml
 
 from obstop.testing.apiproxy import FaultProxy
-from obstop.testing.controlplane import ADMIN_USER, ControlPlane
+from obstop.testing.controlplane import ADMIN_USER, ControlPlane, die_with_parent, stop_process
 from obstop.testing.obshell_sim import SimulatorConfig, SimulatorThread
 
 GROUP, VERSION, PLURAL = "obshell.oceanbase.com", "v1alpha1", "obstoprequests"
@@ -197,19 +196,13 @@ class Stack:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                preexec_fn=die_with_parent,  # a SIGKILLed test run leaves no controller behind
             )
         return self.controller
 
     def stop_controller(self, *, kill: bool = False, timeout: float = 15.0) -> None:
         proc, self.controller = self.controller, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        stop_process(proc, kill=kill, timeout=timeout)
 
     def controller_logs(self) -> str:
         return "".join(p.read_text(errors="replace") for p in sorted(self.workdir.glob("controller-*.log")))
