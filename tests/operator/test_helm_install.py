@@ -195,54 +195,80 @@ def test_releases_with_peering_share_kopfs_crds(control_plane: ControlPlane) -> 
     run("helm", "uninstall", again, "-n", releases[0][1], kubeconfig=cp.kubeconfig)
 
 
-def test_the_documented_crd_upgrade_takes_over_helms_fields(
+def test_the_documented_crd_upgrade_keeps_later_installs_working(
     control_plane: ControlPlane, tmp_path: Path
 ) -> None:
-    """docs/install.md and NOTES.txt: `helm show crds CHART | kubectl apply --server-side --force-conflicts -f -`
-    upgrades a CRD that Helm 4 installed (server-side, as field manager "helm"); without --force-conflicts a
-    changed field conflicts."""
+    """docs/install.md and NOTES.txt: `helm show crds CHART | kubectl apply --server-side --field-manager=helm
+    --force-conflicts -f -` upgrades a CRD that Helm 4 installed, and a later `helm install` still works. Helm 4
+    applies crds/ server-side as manager "helm" at every install: an upgrade applied under kubectl's own manager
+    made the next install fail ("conflict with \"kubectl\": .spec.versions"); --force-conflicts takes back
+    fields some other manager may hold."""
     cp = control_plane
     namespace = f"crd-{secrets.token_hex(3)}"
     chart = tmp_path / "chart"
     subprocess.run(["cp", "-rL", str(CHART), str(chart)], check=True)
+    image = ("--set", "image.repository=registry.invalid/obstop")
     run(
-        "helm", "install", "crd-upgrade", str(chart), "-n", namespace, "--create-namespace",
-        "--set", "image.repository=registry.invalid/obstop", kubeconfig=cp.kubeconfig,
-    )  # fmt: skip
+        "helm",
+        "install",
+        "crd-upgrade",
+        str(chart),
+        "-n",
+        namespace,
+        "--create-namespace",
+        *image,
+        kubeconfig=cp.kubeconfig,
+    )
     crd_file = next((chart / "crds").glob("*.yaml"))
-    crd = yaml.safe_load(crd_file.read_text())
+    original_text = crd_file.read_text()
+    crd = yaml.safe_load(original_text)
     schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
-    original = schema["description"]
-    schema["description"] = original + " (upgraded)"
+    schema["description"] += " (upgraded)"
     crd_file.write_text(yaml.safe_dump(crd))
-    show = run("helm", "show", "crds", str(chart), kubeconfig=cp.kubeconfig, check=False)
-    show = "\n".join(line for line in show.splitlines() if not line.startswith("level="))
-    conflict = run(
-        "kubectl", "apply", "--server-side", "-f", "-", stdin=show, kubeconfig=cp.kubeconfig, check=False
+    show = tool("helm", "show", "crds", str(chart), kubeconfig=cp.kubeconfig).stdout
+    apply = ("kubectl", "apply", "--server-side", "--field-manager=helm")
+    try:
+        run(*apply, "--force-conflicts", "-f", "-", stdin=show, kubeconfig=cp.kubeconfig)
+        stored_crd = json.loads(
+            run("kubectl", "get", "crd", crd["metadata"]["name"], "-o", "json", kubeconfig=cp.kubeconfig)
+        )
+        assert stored_crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["description"].endswith(
+            "(upgraded)"
+        )
+        # Another release of the upgraded chart installs; so does a release named like a YAML boolean.
+        for release in ("after-upgrade", "y"):
+            run("helm", "install", release, str(chart), "-n", namespace, *image, kubeconfig=cp.kubeconfig)
+            run("helm", "uninstall", release, "-n", namespace, kubeconfig=cp.kubeconfig)
+    finally:
+        crd_file.write_text(original_text)
+        run(*apply, "--force-conflicts", "-f", str(crd_file), kubeconfig=cp.kubeconfig)
+        run("helm", "uninstall", "crd-upgrade", "-n", namespace, kubeconfig=cp.kubeconfig, check=False)
+
+
+def test_a_release_name_that_makes_an_invalid_service_name_is_refused_up_front(
+    control_plane: ControlPlane,
+) -> None:
+    """Helm accepts release names that start with a digit; a Service name must start with a letter. The install
+    failed half-way on the server; it now fails before anything is created, saying what to change."""
+    cp = control_plane
+    namespace = f"digits-{secrets.token_hex(3)}"
+    out = run(
+        "helm", "install", "1stop", str(CHART), "-n", namespace, "--create-namespace",
+        "--set", "image.repository=registry.invalid/obstop", kubeconfig=cp.kubeconfig, check=False,
+    )  # fmt: skip
+    assert "must start with a letter" in out and "fullnameOverride" in out, out
+    assert stored(cp, namespace, "1stop") == {}
+    ok = (
+        "helm",
+        "install",
+        "1stop",
+        str(CHART),
+        "-n",
+        namespace,
+        "--create-namespace",
+        "--set",
+        "fullnameOverride=stop-1",
     )
-    assert "conflict" in conflict.lower(), conflict
-    run(
-        "kubectl",
-        "apply",
-        "--server-side",
-        "--force-conflicts",
-        "-f",
-        "-",
-        stdin=show,
-        kubeconfig=cp.kubeconfig,
-    )
-    stored = json.loads(
-        run("kubectl", "get", "crd", crd["metadata"]["name"], "-o", "json", kubeconfig=cp.kubeconfig)
-    )
-    assert stored["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["description"].endswith("(upgraded)")
-    crd_file.write_text(yaml.safe_dump({**crd, "spec": {**crd["spec"]}}).replace(" (upgraded)", ""))
-    run(
-        "kubectl",
-        "apply",
-        "--server-side",
-        "--force-conflicts",
-        "-f",
-        str(crd_file),
-        kubeconfig=cp.kubeconfig,
-    )
-    run("helm", "uninstall", "crd-upgrade", "-n", namespace, kubeconfig=cp.kubeconfig)
+    run(*ok, "--set", "image.repository=registry.invalid/obstop", kubeconfig=cp.kubeconfig)
+    assert "Service/stop-1" in stored(cp, namespace, "1stop")
+    run("helm", "uninstall", "1stop", "-n", namespace, kubeconfig=cp.kubeconfig)

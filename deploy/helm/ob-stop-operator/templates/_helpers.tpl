@@ -24,7 +24,7 @@
 
 {{- define "obstop.selectorLabels" -}}
 app.kubernetes.io/name: {{ include "obstop.name" . }}
-app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/instance: {{ .Release.Name | quote }}
 {{- end -}}
 
 {{- define "obstop.labels" -}}
