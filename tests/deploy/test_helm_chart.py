@@ -562,7 +562,10 @@ def test_notes_tell_the_user_what_to_apply_next(helm: Any, tmp_path: Path) -> No
     assert "kubectl -n team-a create secret generic obshell-root --from-file=password=/dev/stdin" in notes
     assert "kubectl -n team-a apply -f stop.yaml" in notes
     assert "kubectl -n team-a get obstop -w" in notes
-    assert "helm show crds <chart> | kubectl apply --server-side --field-manager=helm --force-conflicts -f -" in notes
+    assert (
+        "helm show crds <chart> | kubectl apply --server-side --field-manager=helm --force-conflicts -f -"
+        in notes
+    )
     assert "deploy/crds" not in notes  # users of the packaged chart have no such folder
     assert "obshell.oceanbase.com/allowed-agents=" in notes  # the Secret says where its password may go
     # The example in the notes is a valid ObStopRequest shape (the same as examples/global-force.yaml).
