@@ -568,12 +568,12 @@ def test_notes_tell_the_user_what_to_apply_next(helm: Any, tmp_path: Path) -> No
     )
     assert "deploy/crds" not in notes  # users of the packaged chart have no such folder
     assert "obshell.oceanbase.com/allowed-agents=" in notes  # the Secret says where its password may go
-    # The example in the notes is a valid ObStopRequest shape (the same as examples/global-force.yaml).
+    # The example in the notes is the least destructive one (the same as examples/zone-immediate.yaml).
     lines = notes.splitlines()
     first = next(i for i, line in enumerate(lines) if "apiVersion: obshell" in line)
     last = next(i for i, line in enumerate(lines) if "and apply it" in line)
     example = yaml.safe_load(textwrap.dedent("\n".join(lines[first:last])))
-    assert example == yaml.safe_load((ROOT / "examples" / "global-force.yaml").read_text())
+    assert example == yaml.safe_load((ROOT / "examples" / "zone-immediate.yaml").read_text())
 
 
 @pytest.mark.parametrize(("version", "accepted"), [("1.29.9", False), ("1.30.0", True), ("1.37.2", True)])

@@ -6,7 +6,9 @@ Security `restricted` through a server-side dry-run of a Pod in a namespace that
 
 from __future__ import annotations
 
+import base64
 import json
+import os
 import secrets
 import subprocess
 from pathlib import Path
@@ -14,7 +16,7 @@ from typing import Any
 
 import pytest
 import yaml
-from k8s_tools import CHART, tool
+from k8s_tools import CHART, ROOT, TOOLS, tool
 
 from obstop.testing.controlplane import ControlPlane
 
@@ -272,3 +274,25 @@ def test_a_release_name_that_makes_an_invalid_service_name_is_refused_up_front(
     run(*ok, "--set", "image.repository=registry.invalid/obstop", kubeconfig=cp.kubeconfig)
     assert "Service/stop-1" in stored(cp, namespace, "1stop")
     run("helm", "uninstall", "1stop", "-n", namespace, kubeconfig=cp.kubeconfig)
+
+
+def test_the_install_docs_secret_command_stores_the_password_exactly(control_plane: ControlPlane) -> None:
+    """docs/install.md's Secret command, run as written (the typed `read` replaced by the variable it sets):
+    the stored value is the password, with no trailing newline (obshell would refuse it for good)."""
+    docs = (ROOT / "docs" / "install.md").read_text()
+    start = docs.index('printf %s "$OB_PASSWORD"')
+    command = docs[start : docs.index("/dev/stdin", start) + len("/dev/stdin")].replace("\\\n", " ")
+    namespace = f"docs-{secrets.token_hex(3)}"
+    run("kubectl", "create", "namespace", namespace, kubeconfig=control_plane.kubeconfig)
+    command = command.replace(
+        "kubectl -n ops", f"{TOOLS / 'kubectl'} --kubeconfig {control_plane.kubeconfig} -n {namespace}"
+    )
+    password = "docs-" + secrets.token_urlsafe(12)
+    subprocess.run(
+        ["bash", "-c", command], env={**os.environ, "OB_PASSWORD": password}, check=True, capture_output=True
+    )
+    stored = run(
+        "kubectl", "get", "secret", "obshell-root", "-n", namespace, "-o", "jsonpath={.data.password}",
+        kubeconfig=control_plane.kubeconfig,
+    )  # fmt: skip
+    assert base64.b64decode(stored).decode() == password
