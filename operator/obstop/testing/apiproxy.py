@@ -12,11 +12,9 @@ server sees, authorizes and audits the token's identity.
 
 from __future__ import annotations
 
-import asyncio
 import ssl
 import threading
 from collections.abc import Coroutine
-from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -24,6 +22,8 @@ from urllib.parse import parse_qs
 
 import aiohttp
 from aiohttp import web
+
+from obstop.testing.loop import LoopThread
 
 _T = TypeVar("_T")
 _HOP_BY_HOP = {
@@ -151,8 +151,7 @@ class FaultProxy:
         # Open watch streams by id() (a Request is not hashable): the client's request and the upstream answer.
         self._watches: dict[int, tuple[web.Request, aiohttp.ClientResponse]] = {}
         self._lock = threading.Lock()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
+        self._loop = LoopThread("api-fault-proxy")
         self._runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
 
@@ -194,35 +193,14 @@ class FaultProxy:
     # Lifecycle
 
     def __enter__(self) -> FaultProxy:
-        loop = asyncio.new_event_loop()
-        self._loop = loop
-        self._thread = threading.Thread(target=loop.run_forever, name="api-fault-proxy", daemon=True)
-        self._thread.start()
-        try:
-            self.call(self._start())
-        except BaseException:
-            self.__exit__()
-            raise
+        self._loop.start(self._start)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        loop, thread = self._loop, self._thread
-        if loop is None or thread is None:
-            return
-        try:
-            self.call(self._stop())
-        finally:
-            loop.call_soon_threadsafe(loop.stop)
-            thread.join(timeout=10)
-            loop.close()
-            self._loop = self._thread = None
+        self._loop.stop(self._stop)
 
     def call(self, coro: Coroutine[Any, Any, _T], timeout: float = 30) -> _T:
-        if self._loop is None:
-            coro.close()
-            raise RuntimeError("the proxy is not running")
-        future: Future[_T] = asyncio.run_coroutine_threadsafe(coro, self._loop)
-        return future.result(timeout)
+        return self._loop.call(coro, timeout)
 
     async def _start(self) -> None:
         context = ssl.create_default_context(cafile=str(self._ca_file))

@@ -6,15 +6,14 @@ import asyncio
 import json
 import random
 import ssl
-import threading
 import time
 from collections.abc import Coroutine, Iterator, Mapping
-from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from aiohttp import web
 
+from obstop.testing.loop import LoopThread
 from obstop.testing.obshell_sim import clock, keys
 from obstop.testing.obshell_sim.cluster import SimAgent, SimCluster
 from obstop.testing.obshell_sim.dags import Dag
@@ -318,8 +317,7 @@ class SimulatorThread:
     def __init__(self, config: SimulatorConfig) -> None:
         self.config = config
         self.simulator = ObshellSimulator(config)
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
+        self._loop = LoopThread("obshell-sim")
 
     def __enter__(self) -> SimulatorThread:
         self.start()
@@ -329,36 +327,14 @@ class SimulatorThread:
         self.stop()
 
     def start(self) -> None:
-        loop = asyncio.new_event_loop()
-        self._loop = loop
-        self._thread = threading.Thread(target=loop.run_forever, name="obshell-sim", daemon=True)
-        self._thread.start()
-        try:
-            self.call(self.simulator.start())
-        except BaseException:
-            self.stop()
-            raise
+        self._loop.start(self.simulator.start)
 
     def stop(self) -> None:
-        loop, thread = self._loop, self._thread
-        if loop is None or thread is None:
-            return
-        try:
-            if thread.is_alive():
-                self.call(self.simulator.stop())
-        finally:
-            loop.call_soon_threadsafe(loop.stop)
-            thread.join(timeout=10)
-            loop.close()
-            self._loop = self._thread = None
+        self._loop.stop(self.simulator.stop)
 
     def call(self, coro: Coroutine[Any, Any, _T], timeout: float = 30) -> _T:
         """Run a coroutine on the simulator's loop and wait for its result."""
-        if self._loop is None:
-            coro.close()
-            raise RuntimeError("the simulator thread is not running")
-        future: Future[_T] = asyncio.run_coroutine_threadsafe(coro, self._loop)
-        return future.result(timeout)
+        return self._loop.call(coro, timeout)
 
     def _sync(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         async def run() -> Any:
