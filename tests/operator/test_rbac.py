@@ -10,6 +10,7 @@ except those listed in UNUSED_BY_DESIGN. Nothing is mocked; obshell is the simul
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -142,13 +143,20 @@ def test_namespaced_rbac_grants_what_a_namespaced_controller_calls(control_plane
         run("helm", "uninstall", release, "--namespace", s.namespace, kubeconfig=s.kubeconfig)
 
 
-def test_namespaced_rbac_with_peering_and_repeated_syncs(control_plane: ControlPlane) -> None:
-    """With peering the controller creates its KopfPeering at start (no Helm hook): the chart's Role grants
+@pytest.mark.parametrize("mode", ["namespaced", "cluster-wide"])
+def test_rbac_with_peering_and_repeated_syncs(control_plane: ControlPlane, mode: str) -> None:
+    """With peering the controller creates its (Cluster)KopfPeering at start (no Helm hook): the chart grants
     exactly that, and repeated upgrades (what an Argo CD sync does) never replace the object under running
-    replicas."""
-    with Stack(clusters=3, stage_seconds=0.05, control_plane=control_plane) as s:
+    replicas. Cluster-wide mode sees every namespace, so it gets a control plane of its own."""
+    with contextlib.ExitStack() as scope:
+        cp = control_plane if mode == "namespaced" else scope.enter_context(ControlPlane())
+        s = scope.enter_context(Stack(clusters=3, stage_seconds=0.05, control_plane=cp))
         release = f"peer-{s.namespace}"
-        values = ("--set", f"watchNamespaces={{{s.namespace}}}", "--set", "replicas=2,peering.enabled=true")
+        values = ["--set", "replicas=2,peering.enabled=true"]
+        if mode == "namespaced":
+            values += ["--set", f"watchNamespaces={{{s.namespace}}}"]
+        else:
+            s.watch_namespace = False
         account, granted = install_chart(s, release, *values)
         deployment = yaml.safe_load(
             run("kubectl", "get", "deployments", "-n", s.namespace, "-o", "yaml", kubeconfig=s.kubeconfig)
@@ -157,10 +165,13 @@ def test_namespaced_rbac_with_peering_and_repeated_syncs(control_plane: ControlP
             e["name"]: e.get("value") for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]
         }
         peering = env["OBSTOP_PEERING"]
-        get_peering = ("get", "kopfpeerings", peering, "-n", s.namespace, "-o", "jsonpath={.metadata.uid}")
+        kind, where = (
+            ("kopfpeerings", ("-n", s.namespace)) if mode == "namespaced" else ("clusterkopfpeerings", ())
+        )
+        get_peering = ("get", kind, peering, *where, "-o", "jsonpath={.metadata.uid}")
         exercise(s, run_as(s, account), env={"OBSTOP_PEERING": peering})
-        check(control_plane, s, account, granted)
-        assert ("kopf.dev", "kopfpeerings", "create") in granted
+        check(cp, s, account, granted)
+        assert ("kopf.dev", kind, "create") in granted
         uid = run("kubectl", *get_peering, kubeconfig=s.kubeconfig)
         assert uid
         for _ in range(2):
