@@ -369,6 +369,7 @@ def test_secret_changed_to_a_wrong_password_mid_request(stack: Stack, cluster: i
     assert refused["phase"] in ("Submitted", "Running"), refused
     assert refused["reason"] == "Security.Authentication.IncorrectOceanbasePassword"
     assert "passwordSecretRef" in refused["lastError"]
+    assert "rotated while the cluster stops" in refused["lastError"]  # a rotation is explained, not a failure
     stack.put_secret(stack.namespace, secret, {"password": stack.password})
     status = stack.wait_for("secret-changed", timeout=60)
     assert status["phase"] == "Succeeded", status

@@ -340,6 +340,12 @@ class Controller:
                 # The stop is already under way at the agent: failing the request would misreport it. Keep
                 # following the DAG, saying what to fix, until the credentials work again.
                 _, message = reconcile.permanent_error(exc)
+                # obshell checks the root password against what it cached while the observers were up, and
+                # cannot reread it from a stopped cluster: a password rotated during the stop is refused.
+                message += (
+                    "; if the root password was rotated while the cluster stops, obshell still expects the one it "
+                    "had: put that back in the Secret until the stop ends (the stop itself is not affected)"
+                )
                 return reconcile.fault(status, message, req.generation, now, settings, reason=exc.reason)
             if isinstance(exc, ObshellApiError) and exc.status == 404:
                 message = f"stop DAG {dag_id} no longer exists on the agent: {reconcile.describe_error(exc)}"
