@@ -24,30 +24,35 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def stack(control_plane: ControlPlane) -> Iterator[Stack]:
+def metrics_port() -> int:
+    """Where the module's controller serves /metrics."""
+    return _free_port()
+
+
+@pytest.fixture(scope="module")
+def stack(control_plane: ControlPlane, metrics_port: int) -> Iterator[Stack]:
     with Stack(clusters=2, stage_seconds=0.1, control_plane=control_plane) as s:
-        s.health_port = _free_port()  # type: ignore[attr-defined]
-        s.start_controller(env={"OBSTOP_HEALTH_PORT": str(s.health_port)})  # type: ignore[attr-defined]
+        s.start_controller(env={"OBSTOP_HEALTH_PORT": str(metrics_port)})
         yield s
 
 
-def _gauge(stack: Stack, phase: str) -> float:
-    text = httpx.get(f"http://127.0.0.1:{stack.health_port}/metrics", timeout=5).text  # type: ignore[attr-defined]
+def _gauge(port: int, phase: str) -> float:
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
     found = re.search(rf'^obstop_requests\{{phase="{phase}"\}} (\S+)$', text, re.MULTILINE)
     return float(found.group(1)) if found else 0.0
 
 
-def test_a_deleted_request_is_forgotten(stack: Stack) -> None:
+def test_a_deleted_request_is_forgotten(stack: Stack, metrics_port: int) -> None:
     """Without a finalizer Kopf runs no delete handler for a request deleted outright: the controller must still
     forget it (no more waking it, no more counting it)."""
     stack.create(stop_request("forgotten", stack.agent(0), force=True, secret="never-created"))
     stack.wait_for("forgotten", lambda s: "lastError" in s, timeout=30)
-    assert _gauge(stack, "Pending") == 1
+    assert _gauge(metrics_port, "Pending") == 1
     stack.delete("forgotten")
     deadline = time.monotonic() + 10
-    while _gauge(stack, "Pending") != 0 and time.monotonic() < deadline:
+    while _gauge(metrics_port, "Pending") != 0 and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert _gauge(stack, "Pending") == 0, "the deleted request is still counted"
+    assert _gauge(metrics_port, "Pending") == 0, "the deleted request is still counted"
     mark = len(stack.controller_logs())
     time.sleep(7)  # more than twice OBSTOP_STALL_SECONDS (3 in Stack): a remembered request would be woken
     later = stack.controller_logs()[mark:]

@@ -68,9 +68,7 @@ def parse_patterns(text: str, *, what: str = ALLOWED_AGENTS, ports: bool = True)
 
 
 def _parse_one(entry: str, what: str, ports: bool) -> AgentPattern:
-    target, port = entry, DEFAULT_AGENT_PORT if ports else None
-    if ports:
-        target, port = _split_port(entry, what)
+    target, port = _split_port(entry, what) if ports else (entry, None)
     if target.startswith("*."):
         suffix = target[1:].lower().rstrip(".")
         try:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import ssl
 import threading
 from collections.abc import Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import parse_qs
@@ -252,7 +252,7 @@ class FaultProxy:
 
     def _record(self, call: Call, status: int) -> None:
         with self._lock:
-            self.calls.append(Call(**{**call.__dict__, "status": status}))
+            self.calls.append(replace(call, status=status))
 
     async def _forward(self, request: web.Request) -> web.StreamResponse:
         call = Call.parse(request.method, request.path, request.query_string)

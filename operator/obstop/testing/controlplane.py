@@ -176,7 +176,6 @@ class ControlPlane:
         self._tokens: dict[str, str] = {}
         self._etcd: _Process | None = None
         self._apiserver: _Process | None = None
-        self._lock = threading.Lock()
 
     # ----------------------------------------------------------------------------------------------
     # Lifecycle

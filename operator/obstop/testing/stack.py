@@ -113,7 +113,6 @@ class Stack:
         )
         self._workdir_arg = workdir
         self._real_kubeconfig = kubeconfig
-        self._shared_control_plane = control_plane
         self.control_plane: ControlPlane | None = control_plane
         self._want_proxy = proxy
         self.proxy: FaultProxy | None = None
