@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 import yaml
+from k8s_tools import as_chart_identity, refused_calls
 
 from obstop.testing.controlplane import ControlPlane
 from obstop.testing.stack import Stack
@@ -34,8 +35,10 @@ def stack(control_plane: ControlPlane) -> Iterator[Stack]:
         pytest.skip(f"{KUBECTL} is missing: run ./dev setup")
     # A cluster for each test that stops one: a stopped cluster (or zone) would refuse the next stop.
     with Stack(control_plane=control_plane, clusters=5, stage_seconds=0.2) as s:
+        user = as_chart_identity(s)  # the controller runs with only the chart's rights
         s.start_controller()
         yield s
+        assert refused_calls(control_plane, user) == [], "the chart's RBAC refused a controller call"
 
 
 def command(s: Stack, *args: str) -> list[str]:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from k8s_tools import CHART, tool
+from k8s_tools import CHART, calls_of, install_chart, run_as, tool
 
 from obstop.testing.controlplane import AuditEvent, ControlPlane
 from obstop.testing.stack import Stack, stop_request
@@ -31,55 +31,6 @@ def run(name: str, *args: str, kubeconfig: Path) -> str:
     return tool(name, *args, kubeconfig=kubeconfig).stdout
 
 
-def install_chart(s: Stack, release: str, *values: str) -> tuple[str, set[tuple[str, str, str]]]:
-    """`helm install` into the stack's namespace; the ServiceAccount's user name and the rules the chart granted
-    (read back from the server, not from the templates)."""
-    run(
-        "helm",
-        "install",
-        release,
-        str(CHART),
-        "--namespace",
-        s.namespace,
-        "--set",
-        "image.repository=registry.invalid/obstop",  # no kubelet runs here: the pod is never pulled
-        *values,
-        kubeconfig=s.kubeconfig,
-    )
-    stored = run(
-        "kubectl",
-        "get",
-        "clusterroles,roles",
-        "--all-namespaces",
-        "-l",
-        f"app.kubernetes.io/instance={release}",
-        "-o",
-        "yaml",
-        kubeconfig=s.kubeconfig,
-    )
-    granted = set()
-    for role in yaml.safe_load(stored)["items"]:
-        for rule in role.get("rules") or ():
-            for group in rule["apiGroups"]:
-                for resource in rule["resources"]:
-                    for verb in rule["verbs"]:
-                        granted.add((group, resource, verb))
-    accounts = yaml.safe_load(
-        run("kubectl", "get", "serviceaccounts", "-n", s.namespace, "-o", "yaml", kubeconfig=s.kubeconfig)
-    )["items"]
-    (account,) = [a["metadata"]["name"] for a in accounts if a["metadata"]["name"].startswith(release)]
-    return account, granted
-
-
-def run_as(s: Stack, account: str) -> Path:
-    """A kubeconfig with a real token of the ServiceAccount (TokenRequest)."""
-    token = run(
-        "kubectl", "create", "token", account, "-n", s.namespace, "--duration", "1h", kubeconfig=s.kubeconfig
-    ).strip()
-    assert s.control_plane is not None
-    return s.control_plane.write_kubeconfig(s.workdir / f"{account}.kubeconfig", token=token)
-
-
 def exercise(s: Stack, kubeconfig: Path, *controller_args: str, env: dict[str, str] | None = None) -> None:
     s.start_controller(*controller_args, kubeconfig=kubeconfig, env=env)
     s.create(stop_request("ok", s.agent(0), force=True))
@@ -92,10 +43,6 @@ def exercise(s: Stack, kubeconfig: Path, *controller_args: str, env: dict[str, s
         s.wait_for(name, timeout=60)
     s.delete("ok")
     s.stop_controller()
-
-
-def calls_of(cp: ControlPlane, user: str) -> list[AuditEvent]:
-    return [e for e in cp.audit_events() if e.user == user]
 
 
 def as_rules(events: list[AuditEvent]) -> set[tuple[str, str, str]]:

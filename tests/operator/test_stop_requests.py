@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from k8s_tools import as_chart_identity, refused_calls
 
 from obstop.testing.stack import Stack, stop_request
 
@@ -23,10 +24,15 @@ def stack(kube_target: dict[str, Any]) -> Iterator[Stack]:
     """A namespace of the session's API server, CLUSTERS independent simulated 3-zone clusters and one controller,
     shared by this module. Each test stops its own cluster, so the tests do not see each other's state."""
     with Stack(clusters=CLUSTERS, stage_seconds=0.1, **kube_target) as s:
+        # On the local control plane the controller runs as the chart's ServiceAccount, with only the rights
+        # the chart grants (issue 10); against a real cluster (E2E) as the kubeconfig's user.
+        user = as_chart_identity(s) if s.control_plane is not None else None
         s.start_controller()
         yield s
         leaks = _password_leaks(s)
         assert not leaks, f"the root password appeared in: {leaks}"
+        if user is not None and s.control_plane is not None:
+            assert refused_calls(s.control_plane, user) == [], "the chart's RBAC refused a controller call"
 
 
 _next_cluster = iter(range(CLUSTERS))

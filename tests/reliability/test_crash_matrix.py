@@ -34,7 +34,7 @@ from obstop.testing.stack import Stack, stop_request
 pytestmark = pytest.mark.timeout(120)
 
 CLUSTERS = 8
-TIME_ROUTE = "/api/v1/time"
+TIME_ROUTE = "/api/v1/info"  # the record step asks the agent who it is, and learns its clock
 LOOKUP_ROUTE = "/api/v1/task/dag/agent/unfinish"
 STOP_ROUTE = "/api/v1/ob/stop"
 

@@ -121,9 +121,9 @@ def test_dag_owner_down_mid_dag_and_back(stack: Stack, cluster: int) -> None:
 
 
 def test_5xx_bursts_at_every_step(stack: Stack, cluster: int) -> None:
-    """500s on every route (time, stop, DAG) in turn. Expected: retried with the error shown, then Succeeded."""
+    """500s on every route (info, stop, DAG) in turn. Expected: retried with the error shown, then Succeeded."""
     agent = stack.agent(cluster)
-    stack.sim.faults.error_burst(2, route="/api/v1/time", agent=agent)
+    stack.sim.faults.error_burst(2, route="/api/v1/info", agent=agent)
     stack.sim.faults.error_burst(2, route=STOP_ROUTE, agent=agent)
     stack.sim.faults.error_burst(2, route=DAG_ROUTE, agent=agent)
     stack.create(stop_request("burst", agent, force=True))
@@ -175,17 +175,13 @@ def test_rsa_key_rotated_mid_request(stack: Stack, cluster: int) -> None:
     _succeeded_once(stack, "rotated", cluster)
 
 
-def test_clock_skew_beyond_the_header_lifetime(stack: Stack, cluster: int) -> None:
-    """The agent's clock is 5 minutes ahead: every signed header has expired on arrival. Expected: Failed with
-    a message that names the clocks (not the password), no stop landed, the controller still running."""
-    agent = stack.agent(cluster)
+def test_agent_clock_ahead_beyond_the_header_lifetime_is_harmless(stack: Stack, cluster: int) -> None:
+    """The agent's clock is 5 minutes ahead: a header signed with the controller's clock would have expired on
+    arrival (obshell 4.2.x would call it just "unauthorized"). The client signs with the agent's clock, learnt
+    from its answers. Expected: Succeeded, one stop."""
     stack.sim.set_clock_offset(300)
-    stack.create(stop_request("skewed", agent, force=True))
-    status = stack.wait_for("skewed", timeout=30)
-    assert status["phase"] == "Failed", status
-    assert status["reason"] == "Security.Authentication.Expired"
-    assert "clock" in status["message"] and "passwordSecretRef" not in status["message"]
-    assert landed_on(stack, cluster) == []
+    stack.create(stop_request("skewed", stack.agent(cluster), force=True))
+    _succeeded_once(stack, "skewed", cluster)
 
 
 def test_agent_clock_behind_is_harmless(stack: Stack, cluster: int) -> None:

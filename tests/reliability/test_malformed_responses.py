@@ -38,6 +38,7 @@ from obstop.testing.obshell_sim.wire import go_time
 PASSWORD = "fuzz-root-password-8d2f"
 ROUTES = {
     "time": "/api/v1/time",
+    "info": "/api/v1/info",
     "lookup": "/api/v1/task/dag/agent/unfinish",
     "history": "/api/v1/task/dags/agent",
     "stop": "/api/v1/ob/stop",
@@ -88,6 +89,10 @@ class FakeAgent:
             data: Any = {"public_key": crypto.dump_public_key(self._key.public_key())}
         elif path == ROUTES["time"]:
             data = 0
+        elif path == ROUTES["info"]:
+            host, port = request.host.rsplit(":", 1)
+            data = {"ip": host, "port": int(port), "identity": "CLUSTER AGENT", "version": "4.5.0.0",
+                    "supportedAuth": ["v2"]}  # fmt: skip
         elif path in (ROUTES["lookup"], ROUTES["history"]):
             data = {"contents": []}
         else:
@@ -185,6 +190,8 @@ async def _call(agent: FakeAgent, what: str) -> Any:
     async with ObshellClient(agent.url, PASSWORD, timeout=5) as client:
         if what == "time":
             return await client.server_time()
+        if what == "info":
+            return await client.info()
         if what == "lookup":
             return await client.agent_unfinished_dags()
         if what == "history":
@@ -240,7 +247,7 @@ def _status_for(step: str, agent: FakeAgent) -> dict[str, Any]:
     return {**base, "phase": "Running", "dag": {"id": "22130706433028869", "stage": 1, "maxStage": 5}}
 
 
-STEP_ROUTES = {"record": ["time"], "submit": ["lookup", "history", "stop"], "poll": ["dag"]}
+STEP_ROUTES = {"record": ["info"], "submit": ["lookup", "history", "stop"], "poll": ["dag"]}
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

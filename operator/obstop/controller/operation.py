@@ -34,6 +34,7 @@ from obstop.obshell import (
     ObshellClient,
     ObshellError,
     ObshellTransportError,
+    ids,
     parse_endpoint,
 )
 
@@ -201,10 +202,21 @@ class Controller:
         self, req: Request, spec: ObStopRequestSpec, client: ObshellClient, now: datetime, logger: Any
     ) -> Decision:
         status, settings = req.status, self.settings
+        params = spec.stop_params()
+        blind = False  # looked for an earlier DAG where the agent could not show its finished ones
         if req.uid not in self._unsent:  # restarted, or an earlier POST may have landed
             try:
+                moved = await self._receiver_moved(client, status["submission"])
+                if moved is not None:
+                    # An earlier POST may have landed on the agent recorded, whose history only it holds: sending
+                    # again from here could stop the cluster twice. Wait until the address reaches it again.
+                    return reconcile.fault(
+                        status, moved, req.generation, now, settings, reason="AgentChanged"
+                    )
                 with self.metrics.call("unfinished_dags"):
-                    earlier = await self._find_earlier_dag(client, status["submission"])
+                    earlier, blind = await self._find_earlier_dag(
+                        client, status["submission"], force=params.force, terminate=params.terminate
+                    )
             except ObshellError as exc:
                 return self._submit_failed(req, exc, now)
             if earlier is not None:
@@ -215,17 +227,20 @@ class Controller:
         try:
             with self.metrics.call("stop"):
                 self.metrics.submitted.inc()
-                dag = await client.stop(spec.stop_params())
+                dag = await client.stop(params)
         except ObshellError as exc:
             # The agent answered with an error (it created no DAG), or the request certainly never reached it.
-            if isinstance(exc, ObshellApiError) or (
+            # A proxy's 502/504 page is neither: the agent behind it may have created the DAG.
+            if (isinstance(exc, ObshellApiError) and exc.enveloped) or (
                 isinstance(exc, ObshellTransportError) and not exc.maybe_delivered
             ):
                 self._unsent.add(req.uid)
+            if isinstance(exc, ObshellApiError) and exc.err_code == "OB.Cluster.ForceStopRequired":
+                return await self._force_stop_required(req, client, exc, now, blind=blind)
             return self._submit_failed(req, exc, now)
         logger.info("stop DAG %s submitted (%s, %s)", dag.id, spec.scope.type.value, spec.mode)
         self._clocks[req.uid] = _StageClock(dag.stage, time.monotonic())
-        return reconcile.submitted(
+        decision = reconcile.submitted(
             status,
             dag,
             req.generation,
@@ -235,16 +250,78 @@ class Controller:
             remaining_seconds=self._expected_dag_seconds(dag.max_stage),
             fine_seconds=self._fine_seconds(),
         )
+        receiver = status["submission"].get("receiver")
+        created_on = _agent_of(dag.id)
+        if receiver and created_on and created_on != receiver:
+            message = (
+                f"the stop was answered by agent {created_on}, not {receiver} that answered at "
+                f"{client.endpoint.base_url} just before: the address reaches more than one agent (a load-balanced "
+                "Service?). Give spec.obshell.address of one agent; the stop goes on being followed"
+            )
+            logger.warning("%s", message)
+            decision.events.append(reconcile.Event("Warning", "AgentChanged", message))
+        return decision
 
     def _submit_failed(self, req: Request, exc: ObshellError, now: datetime) -> Decision:
         if not exc.transient:
             reason, message = reconcile.permanent_error(exc)
             return reconcile.failed(req.status, reason, message, req.generation, now)
         decision = reconcile.fault(req.status, exc, req.generation, now, self.settings)
-        if isinstance(exc, ObshellTransportError) and exc.maybe_delivered:
+        if (isinstance(exc, ObshellTransportError) and exc.maybe_delivered) or (
+            isinstance(exc, ObshellApiError) and not exc.enveloped
+        ):
             # The stop may have landed: give the agent a moment, then look for its DAG before sending again.
             decision.delay = max(decision.delay or 0, self.settings.lookup_grace_seconds)
         return decision
+
+    async def _force_stop_required(
+        self, req: Request, client: ObshellClient, exc: ObshellApiError, now: datetime, *, blind: bool
+    ) -> Decision:
+        """obshell asks for `force` whenever the receiving agent's observer has no usable connection (obState
+        below 3), also while it boots or its pool reconnects (fact sheet §3.2, §6 item 20). Only an observer
+        process that is not running makes that final; otherwise try again, saying why."""
+        try:
+            with self.metrics.call("status"):
+                agent = await client.status()
+        except ObshellError:
+            agent = None
+        if agent is None or agent.ob_state == 0:
+            reason, message = reconcile.permanent_error(exc)
+            if agent is not None:
+                message += " (the agent reports its observer process is not running)"
+            if blind:
+                # An earlier POST of this request may have landed and done the stop, and this agent keeps no
+                # history to tell (the DAG list route came with obshell 4.3.0.0): say so, never claim either way.
+                reason = "OutcomeUnknown"
+                message = (
+                    f"an earlier stop of this request may have run: its answer was lost and obshell "
+                    f"{req.status['submission'].get('obshellVersion') or 'before 4.3.0'} keeps no DAG history to "
+                    "look it up in (obshell 4.3.0 and later do). Sending it again was refused: " + message
+                )
+            return reconcile.failed(req.status, reason, message, req.generation, now)
+        state = {1: "running without a connection yet", 2: "reachable only through a restricted connection"}
+        message = (
+            f"{reconcile.describe_error(exc)}; the agent's observer is {state.get(agent.ob_state, 'not ready')} "
+            f"(obState {agent.ob_state}): trying again until it is available"
+            " (or activeDeadlineSeconds passes)"
+        )
+        return reconcile.fault(req.status, message, req.generation, now, self.settings, reason=exc.reason)
+
+    async def _receiver_moved(self, client: ObshellClient, submission: Mapping[str, Any]) -> str | None:
+        """Why the agent now answering at the address is not the one recorded before the first POST, if not."""
+        receiver = submission.get("receiver")
+        if not receiver:
+            return None
+        with self.metrics.call("info"):
+            info = await client.info()
+        now_at = _address(info.ip, info.port)
+        if now_at == receiver:
+            return None
+        return (
+            f"{client.endpoint.base_url} now reaches agent {now_at}, not {receiver} that answered before the stop "
+            "was sent: the address must reach exactly one agent (not a load-balanced Service). Nothing is sent "
+            f"again until {receiver} answers there, since only it knows whether the earlier stop landed"
+        )
 
     def _expected_dag_seconds(self, max_stage: int) -> float | None:
         """A new DAG's expected duration (its nodes are not known yet): as long as earlier ones with as many
@@ -277,54 +354,71 @@ class Controller:
                 _fold(self._dag_seconds, dag.max_stage, (ended - started).total_seconds())
 
     async def _record(self, req: Request, client: ObshellClient, now: datetime) -> Decision:
-        """Ask the agent for its clock, then persist the submission before anything is POSTed."""
+        """Ask the agent who it is and for its clock, then persist the submission before anything is POSTed."""
         try:
-            with self.metrics.call("server_time"):
-                agent_now = await client.server_time()
+            with self.metrics.call("info"):
+                info = await client.info()
         except ObshellError as exc:
             return reconcile.fault(req.status, exc, req.generation, now, self.settings)
+        refusal = reconcile.unsupported_agent(info.version, info.supported_auth, info.identity)
+        if refusal is not None:  # before any signed call: nothing was sent, the password included
+            return reconcile.failed(req.status, *refusal, req.generation, now)
+        agent_now = client.last_server_time or datetime.now(UTC)
         self._unsent.add(req.uid)
         return reconcile.record_submission(
-            req.status, client.endpoint.base_url, agent_now, req.generation, now
+            req.status,
+            client.endpoint.base_url,
+            agent_now,
+            req.generation,
+            now,
+            receiver=_address(info.ip, info.port),
+            version=info.version,
         )
 
     async def _find_earlier_dag(
-        self, client: ObshellClient, submission: Mapping[str, Any]
-    ) -> DagDetail | None:
-        """The stop DAG of an earlier POST whose answer we never saw, if the agent has one.
+        self, client: ObshellClient, submission: Mapping[str, Any], *, force: bool, terminate: bool
+    ) -> tuple[DagDetail | None, bool]:
+        """The stop DAG of an earlier POST whose answer we never saw, if the agent has one; and whether the
+        agent could not show its finished DAGs (no history route before obshell 4.3.0.0).
 
         The main DAG of a stop lives on the agent that received it: listed as unfinished while it runs, and in
         the agent's history after. Only a DAG the agent started since `notBefore` (its own clock, recorded
-        before the first POST) can be ours.
+        before the first POST) can be ours, and only one of this mode: the CLI, the dashboard and the per-zone
+        stop API make "Stop OB" DAGs too (their nodes differ, fact sheet §5).
         """
         not_before = reconcile.parse_time(submission.get("notBefore"))
         if not_before is None:
+            return None, False
+
+        async def ours(dags: list[DagDetail]) -> DagDetail | None:
+            candidates = sorted(
+                (
+                    dag
+                    for dag in dags
+                    if reconcile.dag_matches(dag, force=force, terminate=terminate)
+                    and (started := reconcile.parse_time(dag.start_time)) is not None
+                    and started >= not_before
+                ),
+                key=lambda d: d.dag_id,
+            )
+            for candidate in candidates:
+                # The lists carry no nodes: read the DAG itself, to compare its nodes with this mode's and so
+                # that a stop that already failed is reported with its failing node and last log line.
+                detailed = await client.get_dag(candidate.id)
+                if reconcile.dag_matches(detailed, force=force, terminate=terminate):
+                    return detailed
             return None
 
-        def ours(dags: list[DagDetail]) -> DagDetail | None:
-            candidates = [
-                dag
-                for dag in dags
-                if dag.name == reconcile.STOP_DAG_NAME
-                and (started := reconcile.parse_time(dag.start_time)) is not None
-                and started >= not_before
-            ]
-            return min(candidates, key=lambda d: d.dag_id, default=None)
-
-        found = ours(await client.agent_unfinished_dags())
+        found = await ours(await client.agent_unfinished_dags())
         if found is not None:
-            return found
+            return found, False
         try:
-            finished = ours(await client.agent_dags())
+            history = await client.agent_dags()
         except ObshellApiError as exc:
-            if exc.status == 404:  # an agent without the history route: the unfinished list is all we have
-                return None
+            if exc.is_unknown_route:  # before 4.3.0.0: the unfinished list is all the agent has
+                return None, True
             raise
-        if finished is None:
-            return None
-        # The history list carries no node details: read the DAG itself, so that a stop that already failed is
-        # reported with its failing node and last log line like any other.
-        return await client.get_dag(finished.id)
+        return await ours(history), False
 
     async def _poll(self, req: Request, client: ObshellClient, now: datetime, logger: Any) -> Decision:
         status, settings = req.status, self.settings
@@ -348,8 +442,7 @@ class Controller:
                 )
                 return reconcile.fault(status, message, req.generation, now, settings, reason=exc.reason)
             if isinstance(exc, ObshellApiError) and exc.status == 404:
-                message = f"stop DAG {dag_id} no longer exists on the agent: {reconcile.describe_error(exc)}"
-                return reconcile.failed(status, "DagNotFound", message, req.generation, now)
+                return self._dag_not_found(req, exc, now)
             reason, message = reconcile.permanent_error(exc)
             return reconcile.failed(status, reason, message, req.generation, now)
         mono = time.monotonic()
@@ -372,6 +465,26 @@ class Controller:
         if decision.delay is None:
             self._clocks.pop(req.uid, None)
             logger.info("stop DAG %s finished: %s", dag.id, decision.status.get("phase"))
+        return decision
+
+    def _dag_not_found(self, req: Request, exc: ObshellApiError, now: datetime) -> Decision:
+        """obshell answers 404 for any lookup error, a busy sqlite included, and forwards an old id to the address
+        it encodes (fact sheet §6 item 22): only "record not found", several times in a row, means the DAG is gone."""
+        status = req.status
+        dag_id = status["dag"]["id"]
+        text = reconcile.describe_error(exc)
+        if not exc.is_record_not_found:
+            message = f"the agent could not look up stop DAG {dag_id} ({text}); the stop is not affected"
+            return reconcile.fault(
+                status, message, req.generation, now, self.settings, reason="DagLookupFailed"
+            )
+        streak = int(status.get("consecutiveErrors") or 0) + 1 if status.get("reason") == "DagNotFound" else 1
+        if streak >= reconcile.DAG_NOT_FOUND_TRIES:
+            message = f"stop DAG {dag_id} no longer exists on the agent ({streak} lookups in a row): {text}"
+            return reconcile.failed(status, "DagNotFound", message, req.generation, now)
+        message = f"stop DAG {dag_id} not found on the agent (lookup {streak} of {reconcile.DAG_NOT_FOUND_TRIES}): {text}"
+        decision = reconcile.fault(status, message, req.generation, now, self.settings, reason="DagNotFound")
+        decision.status["consecutiveErrors"] = streak
         return decision
 
     # ----------------------------------------------------------------------------------------------
@@ -449,6 +562,19 @@ class Controller:
         if limit is None:
             limit = self._agent_rates[agent] = _RateLimit(self.settings.agent_rate)
         await limit.acquire()
+
+
+def _address(ip: str, port: int) -> str:
+    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+
+
+def _agent_of(generic_id: str) -> str | None:
+    """The ip:port a local DAG id encodes (fact sheet §4.5), in the form of _address."""
+    try:
+        agent = ids.decode(generic_id).agent
+    except ValueError:
+        return None
+    return agent
 
 
 def _seconds_in_node(dag: DagDetail, agent_now: datetime | None) -> float | None:

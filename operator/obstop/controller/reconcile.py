@@ -26,6 +26,39 @@ SIGNED_REQUEST_LIFETIME = DEFAULT_LIFETIME
 # Names of the DAGs that obshell creates for a stop (fact sheet §3.4).
 STOP_DAG_NAME = "Stop OB"
 
+# The main stop DAG's nodes, in order (fact sheet §3.4, obshell executor/ob/stop.go buildStopTemplate). The
+# per-zone stop API of 4.4.1+, the CLI and the dashboard make DAGs of the same name: only the nodes and their
+# order tell which stop a "Stop OB" DAG is (fact sheet §5).
+_INFORM = "Inform all agents to prepare to stop observer"
+_READY = "Make sure all agents are ready"
+_FREEZE = "Minor freeze before stop server"
+_ADVANCE = "Advance agents to execute the task"
+_WAIT = "Wait for all agents to execute tasks successfully"
+_STOP_SQL = "Execute stop sql"
+_END = "Inform all agents to end the task"
+
+# The oldest obshell the client can talk to: auth v2 came with 4.2.3.0; 4.2.2 speaks only v1 (fact sheet §7).
+MIN_OBSHELL_VERSION = (4, 2, 3, 0)
+CLUSTER_AGENT = "CLUSTER AGENT"
+# How many "record not found" answers in a row make a DAG gone (any other lookup error is also a 404).
+DAG_NOT_FOUND_TRIES = 3
+
+
+def stop_dag_nodes(*, force: bool, terminate: bool) -> list[str]:
+    """The node names of the main DAG that POST /api/v1/ob/stop creates for this mode."""
+    middle = [_FREEZE] if terminate else []
+    tail = [] if force or terminate else [_STOP_SQL]
+    return [_INFORM, _READY, *middle, _ADVANCE, _WAIT, *tail, _END]
+
+
+def parse_version(text: str) -> tuple[int, ...] | None:
+    """obshell's four-part version ("4.4.1.0", maybe with a "-<release>" suffix) as integers; None if not one."""
+    head = text.split("-", 1)[0].strip()
+    parts = head.split(".")
+    if not 2 <= len(parts) <= 4 or not all(p.isdigit() for p in parts):
+        return None
+    return tuple(int(p) for p in parts) + (0,) * (4 - len(parts))
+
 
 class Step(Enum):
     """What the handler must do next."""
@@ -122,12 +155,20 @@ def begin(status: Mapping[str, Any], generation: int, now: datetime) -> Decision
 
 
 def record_submission(
-    status: Mapping[str, Any], agent: str, agent_now: datetime, generation: int, now: datetime
+    status: Mapping[str, Any],
+    agent: str,
+    agent_now: datetime,
+    generation: int,
+    now: datetime,
+    *,
+    receiver: str = "",
+    version: str = "",
 ) -> Decision:
     """Persist that a stop is about to be sent to `agent`. Written before the POST, never after it.
 
     `notBefore` is the agent's own clock at this moment: any stop DAG the agent started since then may be ours,
-    whatever the skew between its clock and ours.
+    whatever the skew between its clock and ours. `receiver` is the agent that answered at that address (its
+    ip:port as it reports itself): the DAG, its history and its keys live there and nowhere else.
     """
     new = begin(status, generation, now).status if not status.get("phase") else _copy(status)
     _clear_fault(new)
@@ -136,7 +177,39 @@ def record_submission(
         "requestedAt": rfc3339(now),
         "notBefore": agent_now.replace(microsecond=0).isoformat(),
     }
+    if receiver:
+        new["submission"]["receiver"] = receiver
+    if version:
+        new["submission"]["obshellVersion"] = version
     return Decision(new, delay=0)
+
+
+def unsupported_agent(version: str, supported_auth: list[str], identity: str) -> tuple[str, str] | None:
+    """(reason, message) when the agent cannot take a stop from this controller at all, else None."""
+    parsed = parse_version(version)
+    if (parsed is not None and parsed < MIN_OBSHELL_VERSION) or (
+        supported_auth and "v2" not in supported_auth
+    ):
+        return (
+            "UnsupportedObshellVersion",
+            f"obshell {version or '(unknown version)'} speaks only auth v1; the controller signs requests with "
+            "auth v2, which obshell has from 4.2.3.0 on: upgrade obshell, then create a new ObStopRequest",
+        )
+    if identity and identity != CLUSTER_AGENT:
+        return (
+            "Agent.Identify.NotSupportOperation",
+            f"the agent's identity is {identity!r}: obshell stops a cluster only through a {CLUSTER_AGENT!r} "
+            "(an initialised cluster's agent); nothing was sent",
+        )
+    return None
+
+
+def dag_matches(dag: DagDetail, *, force: bool, terminate: bool) -> bool:
+    """Could `dag` (read with details) be the one our stop of this mode created? Name, stages and nodes."""
+    wanted = stop_dag_nodes(force=force, terminate=terminate)
+    if dag.name != STOP_DAG_NAME or dag.max_stage != len(wanted):
+        return False
+    return dag.nodes is None or [node.name for node in dag.nodes] == wanted
 
 
 def submitted(
@@ -267,6 +340,8 @@ def describe_error(error: ObshellError | str) -> str:
     return f"{error.reason}: {error}"
 
 
+# Where obshell names the DAG holding an agent's lock: the ERROR lines of node 1's sub-tasks, which succeed;
+# the node that fails (2, NotAllCreated) names only the agents (fact sheet §3.4, §3.5).
 _LOCK_HOLDER = re.compile(r"under maintenance by DAG \[(\d+):")
 
 
@@ -280,24 +355,44 @@ def dag_failure(dag: DagDetail) -> tuple[str, str]:
     reason = code_match.group(1) if code_match else "DagFailed"
     where = f" at {node.name!r}" if node else ""
     message = f"stop DAG {dag.id} failed{where}" + (f": {log}" if log else "")
-    holder = _LOCK_HOLDER.search(log)
-    if holder:
+    holders = lock_holders(dag)
+    if holders:
+        ids = ", ".join(f'"{h}"' for h in holders)
         message += (
-            f". Another stop or start holds the agents (DAG {holder.group(1)}): create a new ObStopRequest with "
-            f'forcePassDag: ["{holder.group(1)}"] once you are sure it is abandoned'
+            f". Another stop or start holds the agents (DAG {', '.join(holders)}): create a new ObStopRequest "
+            f"with forcePassDag: [{ids}] once you are sure it is abandoned"
         )
     return reason, message
 
 
+def lock_holders(dag: DagDetail) -> list[str]:
+    """The main DAG ids named as lock holders anywhere in the DAG's task logs, in order of appearance."""
+    found: list[str] = []
+    for node in dag.nodes or ():
+        for task in node.sub_tasks or ():
+            for line in task.task_logs or ():
+                for holder in _LOCK_HOLDER.findall(line):
+                    if holder not in found and holder != dag.id:
+                        found.append(holder)
+    return found
+
+
 def permanent_error(error: ObshellError) -> tuple[str, str]:
     text = describe_error(error)
+    if isinstance(error, ObshellApiError) and error.is_identity_refusal:
+        return (
+            "Agent.Identify.NotSupportOperation",
+            f"obshell refused the stop: {text}. Only a cluster agent of an initialised cluster takes a stop",
+        )
     if isinstance(error, ObshellApiError) and error.is_expired:
-        # Not the password: the signed header's timestamp was already past on the agent's clock.
+        # Not the password: the signed header's timestamp was already past on the agent's clock. The client
+        # signs with the agent's own time, so this means its clock jumped, or the request took that long.
         return (
             error.reason or "AuthenticationExpired",
             f"obshell refused the request as expired: {text}. A signed request is valid for "
-            f"{SIGNED_REQUEST_LIFETIME} s from the controller's clock, so the agent's clock is ahead of the "
-            "controller's by more than that: synchronise the clocks (NTP) and create a new ObStopRequest",
+            f"{SIGNED_REQUEST_LIFETIME} s of the agent's clock, which the controller learns from its answers: "
+            "the agent's clock jumped or the request took longer than that; check the agent's clock (NTP) "
+            "and create a new ObStopRequest",
         )
     if isinstance(error, ObshellApiError) and error.status == 401:
         return (

@@ -48,11 +48,20 @@ _M = TypeVar("_M", AgentInfo, AgentStatus, DagDetail)
 
 
 class KeyCache:
-    """Agents' RSA public keys by base URL. Shareable between clients (the controller keeps one)."""
+    """What is learnt of each agent, by base URL: its RSA public key and how far its clock is from ours.
+    Shareable between clients (the controller keeps one)."""
 
     def __init__(self) -> None:
         self._keys: dict[str, rsa.RSAPublicKey] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        self._clock_offsets: dict[str, float] = {}
+
+    def clock_offset(self, base_url: str) -> float:
+        """Seconds the agent's clock is ahead of ours (negative: behind); 0 until it answered once."""
+        return self._clock_offsets.get(base_url, 0.0)
+
+    def observe_clock(self, base_url: str, agent_time: datetime, local_time: float) -> None:
+        self._clock_offsets[base_url] = agent_time.timestamp() - local_time
 
     def get(self, base_url: str) -> rsa.RSAPublicKey | None:
         return self._keys.get(base_url)
@@ -140,17 +149,21 @@ class ObshellClient:
         uri = f"/api/v1/task/dag/{_check_id(generic_id)}?show_details={'true' if details else 'false'}"
         return _parse(DagDetail, await self._call("GET", uri), "DAG")
 
+    # The list routes answer with every node, sub-task and log line unless told otherwise, and the history is
+    # never pruned (fact sheet §4.1, §6 item 19): ask for the DAGs alone, then read the one that matters.
+
     async def unfinished_dags(self) -> list[DagDetail]:
-        """Unfinished DAGs of the whole cluster (forwarded to the master before initialisation)."""
-        return _parse_list(await self._call("GET", "/api/v1/task/dag/unfinish"))
+        """Unfinished DAGs of the whole cluster (forwarded to the master before initialisation), without details."""
+        return _parse_list(await self._call("GET", "/api/v1/task/dag/unfinish?show_details=false"))
 
     async def agent_dags(self) -> list[DagDetail]:
-        """Every local DAG of this agent, finished or not (its history)."""
-        return _parse_list(await self._call("GET", "/api/v1/task/dags/agent"))
+        """Every local DAG of this agent, finished or not (its history), without details. Absent before obshell
+        4.3.0.0: the error's `is_unknown_route` says so."""
+        return _parse_list(await self._call("GET", "/api/v1/task/dags/agent?show_details=false"))
 
     async def agent_unfinished_dags(self) -> list[DagDetail]:
-        """Unfinished local DAGs of this agent."""
-        return _parse_list(await self._call("GET", "/api/v1/task/dag/agent/unfinish"))
+        """Unfinished local DAGs of this agent, without details."""
+        return _parse_list(await self._call("GET", "/api/v1/task/dag/agent/unfinish?show_details=false"))
 
     async def operate_dag(self, generic_id: str, operator: DagOperator) -> None:
         await self._call(
@@ -171,17 +184,25 @@ class ObshellClient:
         try:
             return await self._send_signed(method, uri, body, key)
         except ObshellApiError as exc:
-            if not exc.is_decrypt_failure:
+            if not exc.may_be_stale_key:
                 raise
-            # The agent's key changed since we cached it. Nothing was executed: fetch it and try once more.
+            # The agent may have a new key (redeployed; upgraded to 4.4.2's 1024-bit key; the address now reaches
+            # another agent). A 401 means nothing ran, so fetch the key and try once more, unless the key is the
+            # same, which makes a pre-4.3.1 10008 a real credentials refusal (fact sheet §7).
             self._keys.forget(self.endpoint.base_url, key)
-            return await self._send_signed(method, uri, body, await self._public_key())
+            fresh = await self._public_key()
+            if not exc.is_decrypt_failure and crypto.same_key(fresh, key):
+                raise
+            return await self._send_signed(method, uri, body, fresh)
 
     async def _send_signed(self, method: str, uri: str, body: Any, key: rsa.RSAPublicKey) -> Any:
         aes_keys = crypto.new_aes_keys()
         header = {
             "auth": self._password.get_secret_value(),
-            "ts": str(int(time.time()) + self._lifetime),
+            # The agent checks the expiry against its own clock: sign with its time (learnt from every envelope),
+            # so clock skew never makes a request expire. obshell 4.2.x would report that as a bare
+            # "unauthorized", indistinguishable from a wrong password (fact sheet §7).
+            "ts": str(int(time.time() + self._keys.clock_offset(self.endpoint.base_url)) + self._lifetime),
             "uri": uri,
             "keys": base64.b64encode(aes_keys).decode("ascii"),
         }
@@ -234,9 +255,12 @@ class ObshellClient:
             raise ObshellTransportError(
                 f"{where}: connection failed ({_describe(exc)})", maybe_delivered=True
             ) from None
-        data = parse_envelope(response.status_code, raw, where=where, trace_id=trace_id)
-        self.last_server_time = envelope_time(raw)
-        return data
+        received = time.time()
+        agent_time = envelope_time(raw)
+        if agent_time is not None and agent_time.tzinfo is not None:
+            self.last_server_time = agent_time
+            self._keys.observe_clock(self.endpoint.base_url, agent_time, received)
+        return parse_envelope(response.status_code, raw, where=where, trace_id=trace_id)
 
 
 def envelope_time(raw: bytes) -> datetime | None:
@@ -257,7 +281,9 @@ def parse_envelope(http_status: int, raw: bytes, *, where: str = "obshell", trac
     if not isinstance(envelope, dict) or not isinstance(envelope.get("successful"), bool):
         if http_status >= 400:
             # Not obshell's envelope: a proxy or load balancer answered. Keep the status, it is what matters.
-            raise ObshellApiError(http_status, f"{where}: non-obshell error response", trace_id=trace_id)
+            raise ObshellApiError(
+                http_status, f"{where}: non-obshell error response", trace_id=trace_id, enveloped=False
+            )
         raise ObshellProtocolError(f"{where}: HTTP {http_status} without an obshell response envelope")
     trace = envelope.get("traceId") if isinstance(envelope.get("traceId"), str) else trace_id
     if envelope["successful"] and http_status < 300:

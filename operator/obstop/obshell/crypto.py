@@ -49,6 +49,10 @@ def dump_public_key(key: rsa.RSAPublicKey) -> str:
     return base64.b64encode(der).decode("ascii")
 
 
+def same_key(a: rsa.RSAPublicKey, b: rsa.RSAPublicKey) -> bool:
+    return a.public_numbers() == b.public_numbers()
+
+
 def rsa_encrypt(key: rsa.RSAPublicKey, plaintext: bytes) -> str:
     """Encrypt in 53-byte chunks with PKCS#1 v1.5, concatenate the blocks, base64 the whole."""
     chunks = [plaintext[i : i + RSA_CHUNK_SIZE] for i in range(0, len(plaintext), RSA_CHUNK_SIZE)] or [b""]

@@ -15,8 +15,15 @@ _PERMANENT_5XX = frozenset(
     }
 )
 
-# Old numeric codes (before obshell 4.3.1) and the SDKs' meaning of them.
-OLD_CODE_DECRYPT = 1
+# 400s that a later try can pass (fact sheet §1.2, §6 item 24): an observer error such as a query timeout.
+_TRANSIENT_4XX = frozenset({"MySQL.Error"})
+
+# Old numeric codes (before obshell 4.3.1.0, fact sheet §1.2) and the SDKs' meaning of them.
+OLD_CODE_DECRYPT = 1  # header-decrypt failure, sent only from 4.4.2.0 on
+OLD_CODE_BAD_REQUEST = (
+    1000  # before 4.3.1.0 also the answer to an unknown route ("Bad request: 404 not found")
+)
+OLD_CODE_KNOWN = 1010  # "Known error: ..." (500), e.g. a non-cluster agent identity before 4.3.1.0
 OLD_CODE_UNAUTHORIZED = 10008
 
 
@@ -42,12 +49,16 @@ class ObshellApiError(ObshellError):
         err_code: str = "",
         code: int = 0,
         trace_id: str = "",
+        enveloped: bool = True,
     ) -> None:
         self.status = status
         self.err_code = err_code
         self.code = code
         self.message = message
         self.trace_id = trace_id
+        # False when something other than obshell answered (a proxy's 502/504 page): then nothing says whether
+        # the request reached the agent.
+        self.enveloped = enveloped
         super().__init__(str(self))
 
     def __str__(self) -> str:
@@ -62,9 +73,9 @@ class ObshellApiError(ObshellError):
 
     @property
     def transient(self) -> bool:  # type: ignore[override]
-        if self.err_code in _PERMANENT_5XX:
+        if self.err_code in _PERMANENT_5XX or self.is_identity_refusal:
             return False
-        return self.status >= 500 or self.status == 429
+        return self.status >= 500 or self.status == 429 or self.err_code in _TRANSIENT_4XX
 
     @property
     def reason(self) -> str:
@@ -76,6 +87,45 @@ class ObshellApiError(ObshellError):
         return self.status == 401 and (
             self.code == OLD_CODE_DECRYPT
             or self.err_code.startswith("Security.Authentication.Header.Decrypt")
+        )
+
+    @property
+    def may_be_stale_key(self) -> bool:
+        """A 401 that may mean our cached RSA key is not the agent's any more. Before 4.3.1.0 obshell answers a
+        header it cannot decrypt with the same 401 code 10008 as a wrong password (fact sheet §7), so only a
+        fresh key can tell the two apart."""
+        return self.is_decrypt_failure or (
+            self.status == 401 and self.code == OLD_CODE_UNAUTHORIZED and not self.err_code
+        )
+
+    @property
+    def is_unknown_route(self) -> bool:
+        """The agent has no such route: 404 Common.NotFound from 4.3.1.0, 400 code 1000 "Bad request: 404 not
+        found" before (fact sheet §1.1, §7): e.g. the DAG history list, absent before 4.3.0.0."""
+        if not self.enveloped:
+            return False
+        if self.status == 404:
+            return self.err_code == "Common.NotFound"
+        return (
+            self.status == 400
+            and not self.err_code
+            and self.code == OLD_CODE_BAD_REQUEST
+            and "404 not found" in self.message.lower()
+        )
+
+    @property
+    def is_record_not_found(self) -> bool:
+        """GET DAG found no such record. Any other lookup error (a busy sqlite) is also a 404 Task.NotFound
+        (code 2300 before 4.3.1.0), so only this text says the DAG is really not there (fact sheet §6 item 22)."""
+        return self.status == 404 and "record not found" in self.message.lower()
+
+    @property
+    def is_identity_refusal(self) -> bool:
+        """The agent is not a cluster agent (SINGLE, MASTER, TAKE OVER ..., SCALING ...): 400
+        Agent.Identify.NotSupportOperation from 4.3.1.0, 500 code 1010 "Known error: agent identity is ..." before
+        (fact sheet §7). Retrying the same agent cannot help."""
+        return self.err_code == "Agent.Identify.NotSupportOperation" or (
+            not self.err_code and self.code == OLD_CODE_KNOWN and "agent identity" in self.message.lower()
         )
 
     @property

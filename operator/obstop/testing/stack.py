@@ -94,10 +94,12 @@ class Stack:
         control_plane: ControlPlane | None = None,
         kubeconfig: Path | None = None,
         proxy: bool = False,
+        obshell_version: str | None = None,
     ) -> None:
         """The API server is `control_plane` (shared: the stack then works in a fresh namespace of its own and
         the controller watches only that), or any cluster's `kubeconfig` (tests/e2e), or else a control plane
-        that this stack starts and stops. `proxy` puts a FaultProxy between the controller and the server."""
+        that this stack starts and stops. `proxy` puts a FaultProxy between the controller and the server.
+        `obshell_version` makes the simulated agents answer as that obshell release (default: the newest)."""
         # A fresh random password per stack: tests can then assert it never shows up in logs or status.
         self.password = password or secrets.token_urlsafe(12)
         shared = control_plane is not None or kubeconfig is not None
@@ -110,6 +112,7 @@ class Stack:
             servers_per_zone=servers_per_zone,
             clusters=clusters,
             stage_seconds=stage_seconds,
+            **({"version": obshell_version} if obshell_version else {}),
         )
         self._workdir_arg = workdir
         self._real_kubeconfig = kubeconfig

@@ -1,0 +1,353 @@
+"""The controller's steps against obshell as each release really answers (fact sheet §6, §7; issue 11).
+
+Controller.step is driven by hand against the simulator's release profiles over real HTTP on loopback, so that
+each answer a real agent gives (an old error shape, a missing route, a lost answer, a gateway's error page, an
+address that starts reaching another agent) arrives exactly when the test wants it. Only the Secret reader is
+replaced (it would need a Kubernetes API server); the gateway in front of the agents is a real HTTP server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import httpx
+import pytest
+from aiohttp import web
+from obstop.testing.obshell_sim.releases import KNOWN_RELEASES
+
+from obstop.controller import reconcile
+from obstop.controller.agent_policy import ALLOWED_AGENTS
+from obstop.controller.operation import Controller, Request
+from obstop.controller.secrets import SecretData
+from obstop.controller.settings import Settings
+from obstop.obshell import ObshellApiError, ObshellClient, StopParams
+from obstop.obshell.models import Scope, ScopeType
+from obstop.testing.obshell_sim import ObshellSimulator, SimulatorConfig
+from obstop.testing.stack import stop_request
+
+PASSWORD = "release-root-pw"
+log = logging.getLogger("test")
+# Every release the client can talk to (4.2.2 speaks only auth v1: refused, tested on its own).
+V2_RELEASES = [v for v in KNOWN_RELEASES if v != "4.2.2.0"]
+
+
+class StaticSecrets:
+    """Stands in for SecretReader: every Secret holds the cluster's password, released to loopback agents."""
+
+    async def read(self, namespace: str, name: str) -> SecretData:
+        encoded = base64.b64encode(PASSWORD.encode()).decode()
+        return SecretData(namespace, name, {ALLOWED_AGENTS: "127.0.0.0/8:*"}, {"password": encoded})
+
+
+async def simulator(version: str, stage_seconds: float = 0.3) -> ObshellSimulator:
+    sim = ObshellSimulator(
+        SimulatorConfig(password=PASSWORD, zones=3, stage_seconds=stage_seconds, version=version)
+    )
+    await sim.start()
+    return sim
+
+
+@pytest.fixture
+async def controller() -> AsyncIterator[Controller]:
+    c = Controller(Settings(), StaticSecrets())  # type: ignore[arg-type]
+    yield c
+    await c.aclose()
+
+
+def request(name: str, address: str, status: dict[str, Any], **mode: bool) -> Request:
+    spec = stop_request(name, address, **(mode or {"terminate": True}))["spec"]
+    return Request("default", name, f"uid-{name}", 1, spec, status)
+
+
+async def step(controller: Controller, req: Request) -> reconcile.Decision:
+    return await controller.step(req, log)
+
+
+async def until(condition: Callable[[], bool], timeout: float = 20) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.05)
+
+
+class Gateway:
+    """A real HTTP reverse proxy on loopback in front of one agent at a time, as an ingress or a load balancer
+    would be: `target` says which agent it reaches now, `bad_gateway` makes it forward the next POSTs and answer
+    502 with its own HTML page instead of the agent's answer."""
+
+    def __init__(self, target: str) -> None:
+        self.target = target
+        self.bad_gateway = 0
+        self.url = ""
+        self._runner: web.AppRunner | None = None
+        self._http = httpx.AsyncClient(timeout=30)
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self._forward)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.url = f"http://127.0.0.1:{port}"
+
+    async def stop(self) -> None:
+        await self._http.aclose()
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    async def _forward(self, request: web.Request) -> web.Response:
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in ("host", "content-length")}
+        answer = await self._http.request(
+            request.method,
+            f"http://{self.target}{request.raw_path}",
+            headers=headers,
+            content=await request.read(),
+        )
+        if request.method == "POST" and self.bad_gateway:
+            self.bad_gateway -= 1
+            return web.Response(
+                status=502, text="<html><body>502 Bad Gateway</body></html>", content_type="text/html"
+            )
+        return web.Response(status=answer.status_code, body=answer.content, content_type="application/json")
+
+
+@pytest.fixture
+async def gateway_sim() -> AsyncIterator[tuple[ObshellSimulator, Gateway]]:
+    sim = await simulator("4.5.0.0", stage_seconds=0.5)
+    gateway = Gateway(sim.clusters[0].agents[0].address)
+    await gateway.start()
+    yield sim, gateway
+    await gateway.stop()
+    await sim.stop()
+
+
+# --------------------------------------------------------------------------------------------------------
+# 1. The DAG history route before 4.3.0.0
+
+
+@pytest.mark.parametrize("version", ["4.2.6.0", "4.3.0.0"])
+async def test_a_lost_answer_is_looked_up_on_agents_with_and_without_dag_history(
+    controller: Controller, version: str
+) -> None:
+    """The stop lands, its answer is lost, and the DAG ends before a restarted controller looks for it. From
+    4.3.0.0 the agent's history has it: adopted. Before, the history route answers 400 code 1000 (not 404): the
+    lookup must take that as "no history", not as obshell refusing the stop."""
+    sim = await simulator(version, stage_seconds=0.05)
+    try:
+        agent = sim.clusters[0].agents[0]
+        status = (await step(controller, request("lost", agent.url, {}))).status
+        sim.faults.drop_responses(agent=agent.address, times=1)
+        status = (await step(controller, request("lost", agent.url, status))).status
+        assert "dag" not in status and status["lastError"]
+        [landed] = sim.landed_stops()
+        await until(lambda: sim.dag(landed.dag_id or "").terminal)
+
+        restarted = Controller(Settings(), StaticSecrets())  # type: ignore[arg-type]
+        try:
+            decision = await step(restarted, request("lost", agent.url, status))
+        finally:
+            await restarted.aclose()
+        if version == "4.3.0.0":
+            assert decision.status["dag"]["id"] == landed.dag_id, decision.status
+            assert decision.status["phase"] == "Succeeded"
+            assert len(sim.landed_stops()) == 1
+        else:
+            assert "code 1000" not in decision.status.get("message", ""), decision.status
+            # Without history the controller cannot see the first stop; the second is refused because the
+            # observers are already down, and the status says that the first may have done it.
+            assert decision.status["phase"] == "Failed"
+            assert decision.status["reason"] == "OutcomeUnknown", decision.status
+            assert "4.3.0" in decision.status["message"]
+    finally:
+        await sim.stop()
+
+
+# --------------------------------------------------------------------------------------------------------
+# 2. A changed RSA key, reported three ways
+
+
+@pytest.mark.parametrize("version", V2_RELEASES)
+async def test_a_changed_agent_key_is_fetched_again_on_every_release(version: str) -> None:
+    """After the agent's key changes, its refusal is 401 code 10008 (before 4.3.1.0, like a wrong password),
+    DecryptFailed without a code (to 4.4.1.x) or with code 1 (4.4.2.0+): the client fetches the key once more
+    and the call goes through."""
+    sim = await simulator(version)
+    try:
+        agent = sim.clusters[0].agents[0]
+        async with ObshellClient(agent.url, PASSWORD) as client:
+            assert await client.agent_unfinished_dags() == []
+            sim.rotate_key(agent.address)
+            assert await client.agent_unfinished_dags() == []
+    finally:
+        await sim.stop()
+
+
+@pytest.mark.parametrize("version", ["4.2.6.0", "4.3.0.0", "4.4.2.0"])
+async def test_a_wrong_password_is_still_a_credentials_refusal_after_the_key_check(version: str) -> None:
+    sim = await simulator(version)
+    try:
+        agent = sim.clusters[0].agents[0]
+        async with ObshellClient(agent.url, "not-the-password") as client:
+            with pytest.raises(ObshellApiError) as caught:
+                await client.agent_unfinished_dags()
+        assert caught.value.status == 401 and not caught.value.transient
+        assert "not-the-password" not in repr(caught.value)
+        _, message = reconcile.permanent_error(caught.value)
+        assert "refused the credentials" in message
+    finally:
+        await sim.stop()
+
+
+# --------------------------------------------------------------------------------------------------------
+# 5. 404 on GET DAG
+
+
+async def test_a_dag_is_gone_only_after_several_record_not_found_answers(controller: Controller) -> None:
+    sim = await simulator("4.5.0.0", stage_seconds=5)
+    try:
+        agent = sim.clusters[0].agents[0]
+        status = (await step(controller, request("gone", agent.url, {}))).status
+        status = (await step(controller, request("gone", agent.url, status))).status
+        dag_id = status["dag"]["id"]
+        agent.dags.clear()  # the agent's sqlite lost the record
+        seen = []
+        for _ in range(reconcile.DAG_NOT_FOUND_TRIES):
+            status = (await step(controller, request("gone", agent.url, status))).status
+            seen.append((status["phase"], status["reason"]))
+        assert seen[:-1] == [("Submitted", "DagNotFound")] * (reconcile.DAG_NOT_FOUND_TRIES - 1), seen
+        assert seen[-1] == ("Failed", "DagNotFound")
+        assert dag_id in status["message"] and "record not found" in status["message"]
+    finally:
+        await sim.stop()
+
+
+# --------------------------------------------------------------------------------------------------------
+# 6. A gateway's 5xx page
+
+
+async def test_a_gateway_error_page_after_the_post_is_looked_up_before_posting_again(
+    controller: Controller, gateway_sim: tuple[ObshellSimulator, Gateway]
+) -> None:
+    """An ingress forwards the stop, then answers 502 with its own page: nothing says the agent did not create
+    the DAG, so the controller looks for it before it sends anything again."""
+    sim, gateway = gateway_sim
+    status = (await step(controller, request("gw", gateway.url, {}))).status
+    gateway.bad_gateway = 1
+    decision = await step(controller, request("gw", gateway.url, status))
+    assert "dag" not in decision.status and decision.status["reason"] == "HTTP502", decision.status
+    assert (decision.delay or 0) >= controller.settings.lookup_grace_seconds
+    decision = await step(controller, request("gw", gateway.url, decision.status))
+    [landed] = sim.landed_stops()
+    assert decision.status["dag"]["id"] == landed.dag_id, decision.status
+    assert "found on the agent" in decision.status["message"]
+
+
+# --------------------------------------------------------------------------------------------------------
+# 7. One address, one agent
+
+
+async def test_an_address_that_reaches_another_agent_is_said_and_never_sends_twice(
+    controller: Controller, gateway_sim: tuple[ObshellSimulator, Gateway]
+) -> None:
+    sim, gateway = gateway_sim
+    first, second = sim.clusters[0].agents[:2]
+    status = (await step(controller, request("lb", gateway.url, {}))).status
+    assert status["submission"]["receiver"] == first.address
+    sim.faults.drop_responses(agent=first.address, times=1)  # the stop lands on the first agent, unanswered
+    status = (await step(controller, request("lb", gateway.url, status))).status
+    assert "dag" not in status
+
+    gateway.target = second.address  # the address now reaches another agent, which knows nothing of it
+    restarted = Controller(Settings(), StaticSecrets())  # type: ignore[arg-type]
+    try:
+        decision = await step(restarted, request("lb", gateway.url, status))
+        assert decision.status["reason"] == "AgentChanged", decision.status
+        assert first.address in decision.status["message"] and second.address in decision.status["message"]
+        assert len(sim.landed_stops()) == 1  # nothing sent again
+
+        gateway.target = first.address  # back: the earlier stop is found
+        decision = await step(restarted, request("lb", gateway.url, decision.status))
+        assert decision.status["dag"]["id"] == sim.landed_stops()[0].dag_id
+        assert len(sim.landed_stops()) == 1
+    finally:
+        await restarted.aclose()
+
+
+async def test_a_stop_answered_by_another_agent_than_the_recorded_one_warns(
+    controller: Controller, gateway_sim: tuple[ObshellSimulator, Gateway]
+) -> None:
+    sim, gateway = gateway_sim
+    first, second = sim.clusters[0].agents[:2]
+    status = (await step(controller, request("moved", gateway.url, {}))).status
+    gateway.target = second.address
+    decision = await step(controller, request("moved", gateway.url, status))
+    assert decision.status["dag"]["id"] == sim.landed_stops()[0].dag_id
+    [warning] = [e for e in decision.events if e.reason == "AgentChanged"]
+    assert first.address in warning.message and second.address in warning.message
+
+
+# --------------------------------------------------------------------------------------------------------
+# 9. Clock skew
+
+
+@pytest.mark.parametrize("version", ["4.2.3.0", "4.5.0.0"])
+async def test_requests_are_signed_with_the_agents_clock(version: str) -> None:
+    """The agent's clock is ten minutes ahead: a header signed with ours would have expired (on 4.2.x the
+    refusal says only "unauthorized"). The client learns the agent's time from its answers and signs with it."""
+    sim = await simulator(version)
+    try:
+        sim.set_clock_offset(600)
+        agent = sim.clusters[0].agents[0]
+        async with ObshellClient(agent.url, PASSWORD) as client:
+            assert await client.agent_unfinished_dags() == []
+    finally:
+        await sim.stop()
+
+
+# --------------------------------------------------------------------------------------------------------
+# 10. Adopt only a stop of this request's mode
+
+
+async def test_a_restarted_controller_does_not_adopt_a_stop_of_another_mode(controller: Controller) -> None:
+    """Since the request recorded its submission, someone stopped the cluster with force from the CLI (a
+    "Stop OB" DAG too). The restarted controller must not take that DAG for its own terminate stop."""
+    sim = await simulator("4.5.0.0", stage_seconds=5)
+    try:
+        agent = sim.clusters[0].agents[0]
+        status = (await step(controller, request("mine", agent.url, {}))).status
+        async with ObshellClient(agent.url, PASSWORD) as cli:
+            other = await cli.stop(
+                StopParams(scope=Scope(type=ScopeType.SERVER, target=[agent.address]), force=True)
+            )
+        restarted = Controller(Settings(), StaticSecrets())  # type: ignore[arg-type]
+        try:
+            decision = await step(restarted, request("mine", agent.url, status))
+        finally:
+            await restarted.aclose()
+        assert decision.status.get("dag", {}).get("id") != other.id, decision.status
+        assert len(sim.landed_stops()) == 2
+    finally:
+        await sim.stop()
+
+
+# --------------------------------------------------------------------------------------------------------
+# 11. Agents the controller cannot use
+
+
+async def test_an_auth_v1_agent_is_refused_before_anything_is_signed(controller: Controller) -> None:
+    sim = await simulator("4.2.2.0")
+    try:
+        agent = sim.clusters[0].agents[0]
+        decision = await step(controller, request("v1", agent.url, {}))
+        assert decision.status["phase"] == "Failed" and decision.delay is None
+        assert decision.status["reason"] == "UnsupportedObshellVersion"
+        assert "4.2.2.0" in decision.status["message"] and "4.2.3.0" in decision.status["message"]
+        assert sim.stops == []
+    finally:
+        await sim.stop()
