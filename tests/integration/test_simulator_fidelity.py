@@ -583,3 +583,43 @@ async def test_fault_specs_are_listed(sim: ObshellSimulator) -> None:
     sim.faults.clear()
     assert sim.faults.describe() == []
     await asyncio.sleep(0)
+
+
+def test_simulator_thread_offers_the_new_actions() -> None:
+    from obstop.testing.obshell_sim import SimulatorThread
+
+    config = SimulatorConfig(password=PASSWORD, zones=2, stage_seconds=0.02)
+    with SimulatorThread(config) as sim:
+        first, second = sim.agents
+        sim.set_ob_state(first.address, 1)
+        assert httpx.get(f"{first.url}/api/v1/status").json()["data"]["obState"] == 1
+        sim.stall_agent(first.address)
+        assert first.stalled and not first.runs_tasks
+        holder = sim.hold_lock(second.address, "Upgrade agent")
+        assert sim.dag_wire(holder)["name"] == "Upgrade agent" and second.under_maintenance
+        sim.set_time_scale(0.5)
+        assert sim.clusters[0].time_scale == 0.5
+        pid = second.pid
+        sim.restart_agent(second.address, down_seconds=0.01)
+        assert second.pid != pid and second.serving
+        old = second.address
+        sim.move_agent(old)
+        assert (
+            second.address != old
+            and httpx.get(f"{second.url}/api/v1/info").json()["data"]["port"] == second.port
+        )
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(f"http://{old}/api/v1/info")
+        sim.reset()
+        assert (first.ob_state, first.stalled, sim.clusters[0].time_scale) == (3, False, 1.0)
+
+
+async def test_move_agent_through_the_control_route(sim: ObshellSimulator, raw: httpx.AsyncClient) -> None:
+    agent = sim.agents[0]
+    old = agent.address
+    assert (await raw.post("/__sim__/faults", json={"kind": "move_agent", "agent": old})).json() == {
+        "ok": True
+    }
+    await wait_until(lambda: agent.address != old and agent.serving)
+    async with ObshellClient(agent.url, PASSWORD) as client:
+        assert (await client.info()).port == agent.port
