@@ -7,6 +7,7 @@ ever see a half-made change. The only timing is the DAG driver: one stage every 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import os
 import random
@@ -22,13 +23,29 @@ from obstop.obshell import ids
 from obstop.obshell.errors import InvalidGenericId
 from obstop.testing.obshell_sim import clock
 from obstop.testing.obshell_sim import dags as d
-from obstop.testing.obshell_sim.faults import StopFailure
+from obstop.testing.obshell_sim.faults import Faults, StopFailure
 from obstop.testing.obshell_sim.wire import ApiError, api_error
 
 IDENTITY = "CLUSTER AGENT"
 DEFAULT_AGENT_PORT = 2886
 OB_STATE_AVAILABLE = 3
 OB_STATE_DOWN = 0
+
+# obshell's time limits, in obshell seconds (§3.4, §6 item 23); the engine waits them times `time_scale`.
+READY_WAIT_PER_AGENT = 900 * 1  # node 2, per agent, one after another (maxQueryDagDetailTimes x 1 s)
+WAIT_LIMIT = 900 * 1  # node 5, per agent in parallel
+WAIT_AFTER_CANCEL = 450  # node 5 after cancelling a sub-DAG still RUNNING (i = 900/2)
+KILL_LIMIT = 15 * 5  # "Stop observer": AsyncOperationTimeout
+SUB_TASK_LIMIT = 3600  # engine/task/task.go DEFAULT_TIMEOUT
+CANCEL_WAIT = PASS_WAIT = 300  # force-passing a holder (stop_obsvr.go)
+CREATE_TRIES = 3  # node 1, remote creation (3 s apart)
+# Main-DAG nodes that are cancel-only (no SetCanContinue): a restart fails them (§3.4).
+CANCEL_ONLY_NODES = frozenset({d.NODE_INFORM, d.NODE_READY, d.NODE_ADVANCE, d.NODE_END})
+# Nodes whose failure PASSes the created sub-DAGs (deferred t.pass(), §3.4, §6 item 15).
+PASSING_NODES = frozenset({d.NODE_READY, d.NODE_ADVANCE, d.NODE_STOP_SQL, d.NODE_END})
+INTERRUPTED_LINE = (
+    "ERROR: [Common.Unexpected]: Unexpected error: task unexpectedly interrupted and cannot continue"
+)
 
 
 def _now() -> datetime:
@@ -45,6 +62,9 @@ class SimAgent:
     key: rsa.RSAPrivateKey = field(repr=False)
     cluster: SimCluster = field(repr=False)
     observer_running: bool = True
+    # obState while the process runs: 1 no connection yet (booting), 2 restricted, 3 available (§5).
+    ob_connection: int = OB_STATE_AVAILABLE
+    stalled: bool = False  # answers HTTP, but its task engine runs nothing (fault injection)
     service_stopped: bool = False  # ALTER SYSTEM STOP SERVER/ZONE ran (immediate mode)
     serving: bool = False  # listening for HTTP
     dags: dict[int, d.Dag] = field(default_factory=dict, repr=False)
@@ -65,7 +85,17 @@ class SimAgent:
 
     @property
     def ob_state(self) -> int:
-        return OB_STATE_AVAILABLE if self.observer_running else OB_STATE_DOWN
+        return self.ob_connection if self.observer_running else OB_STATE_DOWN
+
+    @property
+    def runs_tasks(self) -> bool:
+        """Its task engine is working: the process is up (serving) and not stalled."""
+        return self.serving and not self.stalled
+
+    def new_process(self) -> None:
+        """A restart: another pid and start time; key and sqlite state are kept."""
+        self.pid = 10_000 + int.from_bytes(os.urandom(2), "big")
+        self.started_at_ns = time.time_ns()
 
     @property
     def lock_holder(self) -> d.Dag | None:
@@ -156,10 +186,31 @@ class StopRequest:
 
 
 class _NodeFailed(Exception):
-    def __init__(self, err_code: str, message: str) -> None:
+    def __init__(self, err_code: str, message: str, *, passed: bool = False) -> None:
         super().__init__(err_code)
         self.err_code = err_code
         self.message = message
+        self.passed = passed  # the node already ran its deferred pass
+
+
+class _Unreachable(ApiError):
+    """A request to an agent that does not answer (connection refused)."""
+
+    def __init__(self) -> None:
+        super().__init__(500, "Common.Unexpected", "connect: connection refused")
+
+
+def _is_failed(dag: d.Dag) -> bool:
+    return dag.state is d.State.FAILED
+
+
+def _rpc_error(agent: SimAgent, uri: str, exc: ApiError) -> str:
+    """How an agent-to-agent request error reads in a task log (err.agent.rpc.request.error, §3.4)."""
+    if isinstance(exc, _Unreachable):
+        detail = f'Post "http://{agent.address}{uri}": dial tcp {agent.address}: connect: connection refused'
+    else:
+        detail = f"{{Code:{exc.err_code}, Message:{exc.message}}}"
+    return f"Request [POST]{uri} to {agent.address} error: {detail}"
 
 
 @dataclass(eq=False)
@@ -172,6 +223,23 @@ class _StopRun:
     failure: StopFailure | None
     sub_dags: dict[str, d.Dag] = field(default_factory=dict)  # agent address → sub-DAG
     driver: asyncio.Task[None] | None = None
+    waiting: bool = False  # the current node waits for something: poll instead of a stage
+    node_started: float = 0.0  # time.monotonic() when the current node began
+    ready_checked: bool = False  # node 2: all sub-DAGs were created
+    ready_index: int = 0  # node 2: agents found ready so far (one after another)
+    ready_since: float = 0.0
+    wait_cancelled_at: float | None = None  # node 5: when it cancelled the sub-DAGs still running
+    wait_done: set[str] = field(default_factory=set)  # node 5: agents whose sub-DAG is FAILED
+    succeeded: set[str] = field(default_factory=set)  # node 5: ... at its expected stage
+
+
+@dataclass(eq=False)
+class _SubRun:
+    """A sub-DAG "Stop observer" on its agent, and what its engine is doing with it."""
+
+    dag: d.Dag
+    agent: SimAgent
+    worker: asyncio.Task[None] | None = None  # waiting for the engine, or a kill that does not take
 
 
 class SimCluster:
@@ -194,7 +262,11 @@ class SimCluster:
         self.node_seconds = dict(node_seconds or {})
         self.stage_jitter = stage_jitter
         self._rng = rng or random.Random()
-        self._runs: dict[str, _StopRun] = {}
+        self._runs: dict[int, _StopRun] = {}  # id(main Dag) → run (ids change when an agent moves)
+        self._subs: dict[int, _SubRun] = {}  # id(sub Dag) → its engine's view
+        # Real seconds per obshell second for the engine's time limits (READY_WAIT_PER_AGENT etc.).
+        self.time_scale = 1.0
+        self.faults: Faults | None = None  # the simulator's, for the faults the engine consults
 
     def __repr__(self) -> str:
         return f"SimCluster({self.name!r}, agents={[a.address for a in self.agents]})"
@@ -246,11 +318,18 @@ class SimCluster:
             raise api_error("OB.Cluster.ForceStopOrTerminateRequired")
         if request.force and request.terminate:
             raise api_error("OB.Cluster.StopModeConflict")
-        if (not request.force or kind == "ZONE") and not receiver.observer_running:
-            raise api_error("OB.Cluster.ForceStopRequired")
+        if (not request.force or kind == "ZONE") and receiver.ob_state != OB_STATE_AVAILABLE:
+            raise api_error("OB.Cluster.ForceStopRequired")  # GetState() != 3, booting included (§6 item 20)
         if not request.kills:
+            self._immediate_queries(receiver)
             self._check_immediate(request)
         return request
+
+    def _immediate_queries(self, receiver: SimAgent) -> None:
+        """The OB queries of the immediate checks can fail with a (transient) 400 MySQL.Error (§6 item 24)."""
+        fault = self.faults.take("mysql_error", receiver.address) if self.faults is not None else None
+        if fault is not None:
+            raise ApiError(400, "MySQL.Error", fault.message)
 
     def _check_immediate(self, request: StopRequest) -> None:
         zones = {agent.zone for agent in request.target_agents}
@@ -262,7 +341,18 @@ class SimCluster:
             raise api_error("OB.Cluster.Tenant.Replica.Invalid")
 
     # ----------------------------------------------------------------------------------------------
-    # Stop: the DAG
+    # Stop: the DAG (§3.4). The main DAG steps once per `stage_duration`; a node that waits for its
+    # sub-DAGs (2 and 5) then polls every `poll_seconds` until they are where it wants them or its
+    # time limit (obshell's constants times `time_scale`) runs out. Sub-DAGs run on their own agents'
+    # engines (`_step_sub`), which only work while the agent serves and is not stalled.
+
+    @property
+    def poll_seconds(self) -> float:
+        """obshell polls sub-DAGs every 1 s; scaled, and never slower than a stage."""
+        return max(0.001, min(self.stage_seconds or 0.001, self.time_scale))
+
+    def _limit(self, obshell_seconds: float) -> float:
+        return obshell_seconds * self.time_scale
 
     def create_stop(
         self,
@@ -274,7 +364,7 @@ class SimCluster:
         dag = receiver.new_dag(d.STOP_DAG, names, maintenance_type=d.MAINTENANCE_NONE)
         dag.params = request.to_wire()
         run = _StopRun(dag, receiver, request, failure_for(names))
-        self._runs[dag.generic_id] = run
+        self._runs[id(dag)] = run
         self._start_driver(run)
         return dag
 
@@ -296,16 +386,20 @@ class SimCluster:
 
     async def _drive(self, run: _StopRun) -> None:
         while not run.dag.terminal:
-            await asyncio.sleep(self.stage_duration(run.dag))
-            if run.owner.serving:  # a stopped agent does not run its DAGs; they resume when it is back
+            await asyncio.sleep(self.poll_seconds if run.waiting else self.stage_duration(run.dag))
+            # A stopped or stalled agent does not run its DAGs; they go on when it is back (unless a
+            # restart interrupted them, see agent_restarted).
+            if run.owner.runs_tasks:
                 self.tick(run)
 
     def tick(self, run: _StopRun) -> None:
-        """Advance one main stop DAG by one step."""
+        """Advance one main stop DAG by one step (or one poll of a waiting node)."""
         dag = run.dag
         if dag.terminal:
             return
+        run.waiting = False
         if dag.operator is d.Operator.CANCEL:
+            # No stop task has a Cancel hook and no deferred pass runs: the sub-DAGs keep their locks (§3.4).
             node = dag.current
             node.state, node.operator, node.end_time = d.State.FAILED, d.Operator.CANCEL, _now()
             self._finish(dag, d.State.FAILED)
@@ -319,9 +413,17 @@ class SimCluster:
             if run.failure is not None and run.failure.hits(dag.stage, node.name):
                 failure, run.failure = run.failure, None
                 raise _NodeFailed(failure.err_code, failure.message)
-            self._execute(run, node)
+            if not self._execute(run, node):
+                task = node.sub_tasks[0]
+                if time.monotonic() - run.node_started > self._limit(SUB_TASK_LIMIT):
+                    raise _NodeFailed("Task.Dag.ExecuteTimeout", f"task {task.task_id} timeout")
+                run.waiting = True
+                return
         except _NodeFailed as exc:
             task = node.sub_tasks[-1] if node.sub_tasks else run.owner.new_task(node, run.owner)
+            if node.name in PASSING_NODES and not exc.passed:
+                # Deferred t.pass() in CheckSubDagReadyTask/RetrySubDagTask/ExecStopSqlTask/PassSubDagTask.
+                self._pass_all(run, task, cancel_first=node.name == d.NODE_END)
             for other in node.sub_tasks:
                 other.state, other.end_time = d.State.SUCCEED, _now()
             task.state = d.State.FAILED
@@ -340,13 +442,17 @@ class SimCluster:
 
     def _begin_node(self, run: _StopRun) -> None:
         node = run.dag.current
-        node.state, node.operator, node.start_time = d.State.RUNNING, run.dag.operator, _now()
-        executors = self.agents if node.name in (d.NODE_INFORM, d.NODE_WAIT) else [run.owner]
+        node.state, node.start_time = d.State.RUNNING, _now()
+        if node.operator is not d.Operator.RETRY:  # a retried node keeps RETRY; the DAG stays RUN (§4.3)
+            node.operator = d.Operator.RUN
+        run.node_started = time.monotonic()
+        run.ready_index, run.ready_since, run.wait_cancelled_at = 0, run.node_started, None
         if not node.sub_tasks:
-            for agent in executors:
-                run.owner.new_task(node, run.owner, node.name).additional_data = (
-                    {"agent": agent.address} if len(executors) > 1 else None
-                )
+            if node.name in (d.NODE_INFORM, d.NODE_WAIT):  # one sub-task per agent, named by it
+                for agent in self.agents:
+                    run.owner.new_task(node, agent, node.name)
+            else:
+                run.owner.new_task(node, run.owner, node.name)
         for task in node.sub_tasks:
             task.state, task.start_time, task.execute_times = d.State.RUNNING, _now(), task.execute_times + 1
 
@@ -355,8 +461,9 @@ class SimCluster:
         dag.state, dag.end_time, dag.finished = state, _now(), True
         dag.terminal_at = time.time()
 
-    def _execute(self, run: _StopRun, node: d.Node) -> None:
-        step = {
+    def _execute(self, run: _StopRun, node: d.Node) -> bool:
+        """Run the node's step; False = still waiting (poll again), _NodeFailed = it failed."""
+        step: dict[str, Callable[[_StopRun, d.Node], bool]] = {
             d.NODE_INFORM: self._inform,
             d.NODE_READY: self._ensure_ready,
             d.NODE_MINOR_FREEZE: self._minor_freeze,
@@ -364,40 +471,66 @@ class SimCluster:
             d.NODE_WAIT: self._wait,
             d.NODE_STOP_SQL: self._stop_sql,
             d.NODE_END: self._end,
-        }[node.name]
-        step(run, node)
+        }
+        return step[node.name](run, node)
 
     def _tasks_by_agent(self, node: d.Node) -> list[tuple[SimAgent, d.SubTask]]:
         return list(zip(self.agents, node.sub_tasks, strict=False))
 
-    def _inform(self, run: _StopRun, node: d.Node) -> None:
+    # Node 1 ---------------------------------------------------------------------------------------
+
+    def _inform(self, run: _StopRun, node: d.Node) -> bool:
+        """sub_dag.go CreateSubDagTask: local creation once, remote 3 tries; failures only logged, the
+        sub-task SUCCEEDs either way (node 2 notices). The 3 s between tries are not waited here."""
         for agent, task in self._tasks_by_agent(node):
-            task.log(f"create sub dag on {agent.address}")
-            try:
-                sub = self._create_sub_dag(run, agent)
-            except ApiError as exc:
-                # Creating a sub-DAG is retried and only logged; node 2 notices what is missing.
-                task.log(f"WARN: create sub dag on {agent.address} failed: [{exc.err_code}]: {exc.message}")
-                continue
-            run.sub_dags[agent.address] = sub
-            task.additional_data = {"sub_dags": {agent.address: sub.generic_id}}
-            task.log(f"sub dag {sub.generic_id} created on {agent.address}")
-        node.additional_data = {"sub_dags": {addr: sub.generic_id for addr, sub in run.sub_dags.items()}}
+            task.log(f"Inform {agent.address} to create the task")
+            local = agent is run.owner
+            tries = 1 if local else CREATE_TRIES
+            for attempt in range(1, tries + 1):
+                try:
+                    sub = self._create_sub_dag(run, agent)
+                except ApiError as exc:
+                    if local:
+                        task.log(f"ERROR: [{exc.err_code}]: {exc.message}")
+                    else:
+                        task.log(
+                            f"ERROR: [Common.Unexpected]: Unexpected error: {agent.address} failed to create the "
+                            f"task due to '{_rpc_error(agent, '/rpc/v1/ob/stop', exc)}' and will try again"
+                            f"[{attempt}/{tries}]."
+                        )
+                    continue
+                run.sub_dags[agent.address] = sub
+                task.additional_data = {"sub_dags": {agent.address: sub.generic_id}}
+                task.log(f"create task {sub.generic_id} successfully")
+                break
+        return True
 
     def _create_sub_dag(self, run: _StopRun, agent: SimAgent) -> d.Dag:
         if not agent.serving:
-            raise api_error("Common.Unexpected", f"dial tcp {agent.address}: connect: connection refused")
+            raise _Unreachable()
         holder = agent.lock_holder
         if holder is not None:
-            main_id = holder.main_dag_id or ""
-            if main_id and main_id in run.request.force_pass_dag:
-                self.pass_sub_dag(holder)
-            else:
+            main_id = holder.main_dag_id or ""  # empty for a holder that is not a start/stop sub-DAG
+            if not (main_id and main_id in run.request.force_pass_dag):
                 raise ApiError(
                     500,
                     "Agent.UnderMaintenanceDag",
                     f"{agent.address} is under maintenance by DAG [{main_id}:{holder.name}]",
                 )
+            if holder.state is not d.State.FAILED:
+                # stop_obsvr.go cancelAndPassSubDag: the cancel takes, but the pass then uses the stale
+                # (RUNNING) DAG object, is refused, and PassTimeout comes back at once (§3.5).
+                self._cancel_sub(holder)
+                if not _is_failed(holder):  # its engine did not get to the cancel (stalled)
+                    raise ApiError(
+                        500,
+                        "Task.Dag.CancelTimeout",
+                        f"Cancel {holder.dag_id} timeout after {CANCEL_WAIT} seconds",
+                    )
+                raise ApiError(
+                    500, "Task.Dag.PassTimeout", f"Pass {holder.dag_id} timeout after {PASS_WAIT} seconds"
+                )
+            self.pass_sub_dag(holder)
         kill = agent in run.request.target_agents and run.request.kills
         names = [d.SUB_NODE_PREPARE, *([d.SUB_NODE_KILL] if kill else []), d.SUB_NODE_WAIT_END]
         sub = agent.new_dag(
@@ -406,8 +539,65 @@ class SimCluster:
             maintenance_type=d.MAINTENANCE_GLOBAL,
             additional_data={"main_dag_id": run.dag.generic_id},
         )
-        self._park(agent, sub, "wait operator to advance")
+        sub_run = _SubRun(sub, agent)
+        self._subs[id(sub)] = sub_run
+        self._step_sub(sub_run)
         return sub
+
+    # The sub-DAG "Stop observer" on its own agent (stop_obsvr.go) --------------------------------
+
+    def _step_sub(self, sub_run: _SubRun) -> None:
+        """Take a sub-DAG as far as its agent's engine can now; wait for the engine if it cannot run."""
+        sub, agent = sub_run.dag, sub_run.agent
+        if sub.terminal and (sub.state is d.State.SUCCEED or sub.current.state is d.State.FAILED):
+            return  # passed, or parked where it waits for the main DAG
+        if sub_run.worker is not None and not sub_run.worker.done():
+            return
+        if not agent.runs_tasks:
+            sub_run.worker = asyncio.get_running_loop().create_task(self._resume_sub(sub_run))
+            return
+        if sub.operator is d.Operator.CANCEL:
+            node = sub.current
+            node.state, node.operator, node.end_time = d.State.FAILED, d.Operator.CANCEL, _now()
+            sub.state, sub.end_time = d.State.FAILED, _now()
+            return
+        if sub.state is d.State.READY:
+            # Start preparations: the main DAG is not at stage 3 yet, so it parks on purpose.
+            self._park(agent, sub, "wait operator to advance")
+            return
+        node = sub.current
+        if node.name == d.SUB_NODE_KILL:
+            task = node.sub_tasks[-1] if node.sub_tasks else agent.new_task(node, agent)
+            task.state, task.start_time, task.execute_times = d.State.RUNNING, _now(), task.execute_times + 1
+            if self.faults is not None and self.faults.take("fail_kill", agent.address) is not None:
+                task.log(f"kill observer process {agent.pid + 1}")
+                sub_run.worker = asyncio.get_running_loop().create_task(self._kill_times_out(sub_run, task))
+                return
+            if agent.observer_running:
+                task.log(f"kill observer process {agent.pid + 1}")
+                agent.observer_running = False
+            else:
+                task.log("Observer is not running")  # counts as success
+            task.state, task.end_time = d.State.SUCCEED, _now()
+            node.state, node.end_time = d.State.SUCCEED, _now()
+            sub.stage += 1
+        self._park(agent, sub, "wait for the main DAG to end the task")
+
+    async def _resume_sub(self, sub_run: _SubRun) -> None:
+        while not sub_run.agent.runs_tasks:  # noqa: ASYNC110 - the engine polls, as obshell's does
+            await asyncio.sleep(self.poll_seconds)
+        sub_run.worker = None
+        self._step_sub(sub_run)
+
+    async def _kill_times_out(self, sub_run: _SubRun, task: d.SubTask) -> None:
+        """The kill does not take within 15x5 s: the sub-DAG parks at the wrong stage (§3.4, §6 item 25)."""
+        await asyncio.sleep(self._limit(KILL_LIMIT))
+        sub, node = sub_run.dag, sub_run.dag.current
+        task.state, task.end_time = d.State.FAILED, _now()
+        task.log("ERROR: [OB.Cluster.AsyncOperationTimeout]: kill observer process timeout")
+        node.state, node.end_time = d.State.FAILED, _now()
+        sub.state, sub.end_time = d.State.FAILED, _now()
+        sub_run.worker = None
 
     def _park(self, agent: SimAgent, sub: d.Dag, line: str) -> None:
         """A sub-DAG waits for the main DAG by failing its current node on purpose (logged as info)."""
@@ -422,62 +612,160 @@ class SimCluster:
         node.state, node.end_time = d.State.FAILED, _now()
         sub.state, sub.end_time = d.State.FAILED, _now()
 
-    def _ensure_ready(self, run: _StopRun, node: d.Node) -> None:
-        missing = [a for a in self.agents if a.address not in run.sub_dags]
-        task = node.sub_tasks[0]
-        task.log("check all sub dags are ready")
-        if not missing:
+    def _cancel_sub(self, sub: d.Dag) -> None:
+        """CANCEL of an unfinished sub-DAG: FAILED+CANCEL once its agent's engine gets to it."""
+        sub.operator = d.Operator.CANCEL
+        sub_run = self._subs.get(id(sub))
+        if sub_run is None:
             return
-        reasons = []
-        for agent in missing:
-            holder = agent.lock_holder if agent.serving else None
-            if holder is not None:
-                reasons.append(
-                    f"{agent.address} is under maintenance by DAG [{holder.main_dag_id or ''}:{holder.name}]"
-                )
-            else:
-                reasons.append(f"{agent.address} is unreachable")
-        for sub in run.sub_dags.values():
-            self.pass_sub_dag(sub)
-        addresses = ", ".join(a.address for a in missing)
-        raise _NodeFailed(
-            "Task.SubDag.NotAllCreated",
-            f"Sub DAG of agents: [{addresses}] not created ({'; '.join(reasons)}), main DAG failed",
-        )
+        if sub_run.worker is not None and not sub_run.worker.done() and sub_run.agent.runs_tasks:
+            sub_run.worker.cancel()  # e.g. a kill still trying: cancelled at its next check
+            sub_run.worker = None
+        self._step_sub(sub_run)
 
-    def _minor_freeze(self, run: _StopRun, node: d.Node) -> None:
+    def _retry_sub(self, agent: SimAgent, sub: d.Dag) -> ApiError | None:
+        """Node 4's RETRY of a parked sub-DAG: Start preparations runs again and passes (main stage >= 3)."""
+        if not agent.serving:
+            return _Unreachable()
+        if sub.state is not d.State.FAILED:
+            return api_error("Task.Dag.Operator.RetryNotFailedDag")
+        prepare = sub.nodes[0]
+        prepare.operator, prepare.state, prepare.end_time = d.Operator.RETRY, d.State.SUCCEED, _now()
+        for task in prepare.sub_tasks:
+            task.state, task.execute_times = d.State.SUCCEED, task.execute_times + 1
+        sub.stage = 2
+        sub.state, sub.operator = d.State.RUNNING, d.Operator.RUN  # RETRY leaves the DAG operator RUN (§4.3)
+        sub.current.state, sub.current.start_time = d.State.RUNNING, _now()
+        sub_run = self._subs.get(id(sub))
+        if sub_run is not None:
+            self._step_sub(sub_run)
+        return None
+
+    def _pass_all(self, run: _StopRun, task: d.SubTask, *, cancel_first: bool) -> bool:
+        """PassSubDagTask.pass (node 7: cancel the running ones first); False if any pass failed."""
+        if cancel_first:
+            for address, sub in run.sub_dags.items():
+                agent = self._agent_by_address(address)
+                if agent.serving and sub.state is d.State.RUNNING:
+                    self._cancel_sub(sub)
+        succeeded = True
+        for address, sub in run.sub_dags.items():
+            agent = self._agent_by_address(address)
+            if sub.state is not d.State.SUCCEED:
+                error: ApiError | None = _Unreachable() if not agent.serving else None
+                if error is None and sub.state is not d.State.FAILED:
+                    error = api_error("Task.Dag.Operator.PassNotFailedDag")
+                if error is not None:
+                    detail = _rpc_error(agent, f"/api/v1/task/dag/{sub.generic_id}", error)
+                    task.log(
+                        f"ERROR: [Common.Unexpected]: Unexpected error: {address} failed to end the task : {detail}"
+                    )
+                    succeeded = False
+                else:
+                    self.pass_sub_dag(sub)
+            task.log(f"{address} end the task")
+        return succeeded
+
+    def _agent_by_address(self, address: str) -> SimAgent:
+        return next(agent for agent in self.agents if agent.address == address)
+
+    # Nodes 2-7 ------------------------------------------------------------------------------------
+
+    def _ensure_ready(self, run: _StopRun, node: d.Node) -> bool:
+        """sub_dag.go CheckSubDagReadyTask: every sub-DAG created, then each parked (FAILED), waiting up
+        to 900x1 s per agent, one agent after the other."""
+        task = node.sub_tasks[0]
+        if not run.ready_checked:
+            missing = [a.address for a in self.agents if a.address not in run.sub_dags]
+            if missing:  # lists the agents without a sub-DAG, never the lock holder (§6 item 8)
+                raise _NodeFailed(
+                    "Task.SubDag.NotAllCreated",
+                    f"check sub dag created failed: Sub DAG of agents: [{' '.join(missing)}] not created, "
+                    "main DAG failed",
+                )
+            task.log("All agents have created the tasks successfully")
+            task.log("Check if all agents can be advanced")
+            run.ready_checked, run.ready_since = True, time.monotonic()
+        pending = list(run.sub_dags.items())
+        while run.ready_index < len(pending):
+            address, sub = pending[run.ready_index]
+            if sub.state is d.State.FAILED and self._agent_by_address(address).serving:
+                task.log(f"{address} is ready")
+                run.ready_index, run.ready_since = run.ready_index + 1, time.monotonic()
+                continue
+            if time.monotonic() - run.ready_since >= self._limit(READY_WAIT_PER_AGENT):
+                raise _NodeFailed(
+                    "Task.SubDag.NotAllReady",
+                    f"check can advance sub dag failed: Sub DAG of agents: {address} not ready, "
+                    "cannot advance main DAG",
+                )
+            return False
+        return True
+
+    def _minor_freeze(self, run: _StopRun, node: d.Node) -> bool:
         node.sub_tasks[0].log("ALTER SYSTEM MINOR FREEZE")
         node.sub_tasks[0].log("minor freeze finished")
+        return True
 
-    def _advance(self, run: _StopRun, node: d.Node) -> None:
+    def _advance(self, run: _StopRun, node: d.Node) -> bool:
+        """sub_dag.go RetrySubDagTask: RETRY every sub-DAG; any refusal → NotAllAdvanced (then pass all)."""
+        task = node.sub_tasks[0]
+        failed = []
         for address, sub in run.sub_dags.items():
-            node.sub_tasks[0].log(f"advance sub dag {sub.generic_id} on {address}")
-            sub.state, sub.operator, sub.stage = d.State.RUNNING, d.Operator.RETRY, 2
-            sub.current.state = d.State.RUNNING
+            task.log(f"advance {address} to execute the task")
+            error = self._retry_sub(self._agent_by_address(address), sub)
+            if error is not None:
+                task.log(f"ERROR: [{error.err_code}]: {error.message}")
+                failed.append(address)
+        if failed:
+            raise _NodeFailed(
+                "Task.SubDag.NotAllAdvanced",
+                f"Sub DAG of agents: [{' '.join(failed)}] not advanced, main DAG failed",
+            )
+        return True
 
-    def _wait(self, run: _StopRun, node: d.Node) -> None:
+    def _wait(self, run: _StopRun, node: d.Node) -> bool:
+        """sub_dag.go WaitSubDagFinishTask, per agent in parallel: poll up to 900x1 s until the sub-DAG is
+        FAILED (parked); one still RUNNING then is cancelled and polled ~450 s more. Always "succeeds";
+        a sub-DAG parked at its last stage counts as succeeded for node 7."""
+        now = time.monotonic()
+        pending = []
         for agent, task in self._tasks_by_agent(node):
             sub = run.sub_dags.get(agent.address)
-            if sub is None:
+            if sub is None or agent.address in run.wait_done:
                 continue
-            if sub.current.name == d.SUB_NODE_KILL:
-                kill_task = agent.new_task(sub.current, agent)
-                if agent.observer_running:
-                    kill_task.log(f"kill observer process {agent.pid + 1}")
-                    agent.observer_running = False
-                else:
-                    kill_task.log("Observer is not running")
-                kill_task.state, kill_task.execute_times = d.State.SUCCEED, 1
-                sub.current.state, sub.current.end_time = d.State.SUCCEED, _now()
-                sub.stage += 1
-            self._park(agent, sub, "wait for the main DAG to end the task")
-            task.log(f"sub dag {sub.generic_id} on {agent.address} reached stage {sub.stage}")
+            if agent.serving and sub.state is d.State.FAILED:
+                task.log("Wait for task to succeed")
+                for sub_node in sub.nodes:
+                    for sub_task in sub_node.sub_tasks:
+                        for line in sub_task.logs or ():
+                            task.log(f"{sub_task.name}: {line}")
+                if sub.stage == sub.max_stage:
+                    task.log(f"{sub.generic_id} succeed")
+                    run.succeeded.add(agent.address)
+                run.wait_done.add(agent.address)
+                continue
+            pending.append((agent, task, sub))
+        if not pending:
+            return True
+        if run.wait_cancelled_at is None and now - run.node_started >= self._limit(WAIT_LIMIT):
+            run.wait_cancelled_at = now
+            cancelled = False
+            for agent, task, sub in pending:
+                if agent.serving and sub.state is d.State.RUNNING:
+                    task.log(f"WARN: since {sub.generic_id} is timeout, try to cancel it")
+                    self._cancel_sub(sub)
+                    task.log(f"wait {sub.generic_id} to be finished")
+                    cancelled = True
+            return not cancelled
+        cancelled_at = run.wait_cancelled_at
+        return cancelled_at is not None and now - cancelled_at >= self._limit(WAIT_AFTER_CANCEL)
 
-    def _stop_sql(self, run: _StopRun, node: d.Node) -> None:
+    def _stop_sql(self, run: _StopRun, node: d.Node) -> bool:
         task = node.sub_tasks[0]
         if not run.owner.observer_running:
             task.log("observer is not running, skip")
-            return
+            return True
         if run.request.scope_type == "ZONE":
             for zone in run.request.targets:
                 task.log(f"ALTER SYSTEM STOP ZONE {zone}")
@@ -486,17 +774,92 @@ class SimCluster:
                 task.log(f"alter system stop server '{agent.ip}:2882'")
         for agent in run.request.target_agents:
             agent.service_stopped = True
+        return True
 
-    def _end(self, run: _StopRun, node: d.Node) -> None:
-        for address, sub in run.sub_dags.items():
-            node.sub_tasks[0].log(f"pass sub dag {sub.generic_id} on {address}")
-            self.pass_sub_dag(sub)
+    def _end(self, run: _StopRun, node: d.Node) -> bool:
+        """sub_dag.go PassSubDagTask: every agent must have succeeded (node 5); then, always, cancel the
+        running sub-DAGs and pass all of them (the tick's failure path does that on NotAllSucceed)."""
+        task = node.sub_tasks[0]
+        failed = [agent.address for agent in self.agents if agent.address not in run.succeeded]
+        for address in failed:
+            task.log(f"ERROR: [Common.Unexpected]: Unexpected error: agent {address} not succeed")
+        if failed:
+            raise _NodeFailed(
+                "Task.SubDag.NotAllSucceed",
+                f"check sub dag succeed failed: Sub DAG of agents: [{' '.join(failed)}] failed, main DAG failed",
+            )
+        task.log("Check the final result: SUCCEED!")
+        task.log("End all tasks")
+        if not self._pass_all(run, task, cancel_first=True):
+            raise _NodeFailed(
+                "Task.SubDag.NotAllPassed", "Not all sub DAGs passed, main DAG failed", passed=True
+            )
+        return True
 
-    @staticmethod
-    def pass_sub_dag(sub: d.Dag) -> None:
+    def pass_sub_dag(self, sub: d.Dag) -> None:
+        sub_run = self._subs.get(id(sub))
+        if sub_run is not None and sub_run.worker is not None:
+            sub_run.worker.cancel()
+            sub_run.worker = None
         sub.state, sub.operator, sub.end_time, sub.finished = d.State.SUCCEED, d.Operator.PASS, _now(), True
         sub.stage = sub.max_stage
         sub.terminal_at = time.time()
+
+    # ----------------------------------------------------------------------------------------------
+    # Agent restarts (§3.4 "Agent restart", §6 item 14)
+
+    def agent_restarted(self, agent: SimAgent) -> None:
+        """The agent's process started again: a RUNNING sub-task that cannot continue fails and fails its
+        DAG (nodes 1, 2, 4, 7 of the main stop DAG, no pass runs); nodes 3, 5, 6 and every sub-DAG task
+        are executed again from their start."""
+        agent.new_process()
+        for run in list(self._runs.values()):
+            dag = run.dag
+            if run.owner is not agent or dag.state is not d.State.RUNNING:
+                continue
+            node = dag.current
+            if node.state is not d.State.RUNNING:
+                continue
+            if node.name not in CANCEL_ONLY_NODES:
+                run.node_started = time.monotonic()
+                run.ready_since, run.wait_cancelled_at = run.node_started, None
+                for task in node.sub_tasks:
+                    if task.state is d.State.RUNNING:
+                        task.execute_times += 1
+                continue
+            if node.name == d.NODE_INFORM:
+                # The creation requests had landed but their answers died with the process: the
+                # sub-DAGs exist (and hold their locks) though the main DAG never recorded them.
+                for other in self.agents:
+                    if other.address not in run.sub_dags:
+                        with contextlib.suppress(ApiError):
+                            self._create_sub_dag(run, other)
+            for task in node.sub_tasks:
+                if task.state is d.State.RUNNING:
+                    task.state, task.end_time = d.State.FAILED, _now()
+                    task.log(INTERRUPTED_LINE)
+            node.state, node.end_time = d.State.FAILED, _now()
+            self._finish(dag, d.State.FAILED)
+        for sub_run in self._subs.values():
+            if sub_run.agent is agent and not sub_run.dag.terminal:
+                self._step_sub(sub_run)
+
+    def hold_lock(self, agent: SimAgent, name: str) -> d.Dag:
+        """A parked maintenance DAG that is not a start/stop sub-DAG (e.g. an agent upgrade): it has no
+        main id, so no forcePassDag can pass it (§3.5); only a PASS of it by hand frees the agent."""
+        dag = agent.new_dag(name, [name], maintenance_type=d.MAINTENANCE_GLOBAL)
+        self._park(agent, dag, f"{name} is waiting")
+        return dag
+
+    def rename_ids(self, agent: SimAgent) -> None:
+        """The agent now has another ip:port: its DAGs' ids are encoded from the new address (§4.5)."""
+        agent.ids.ip, agent.ids.port = agent.ip, agent.port
+        for dag in agent.dags.values():
+            dag.generic_id = ids.agent_dag_id(agent.ip, agent.port, dag.dag_id).encode()
+            for node in dag.nodes:
+                node.generic_id = ids.agent_dag_id(agent.ip, agent.port, node.node_id).encode()
+                for task in node.sub_tasks:
+                    task.generic_id = ids.agent_dag_id(agent.ip, agent.port, task.task_id).encode()
 
     # ----------------------------------------------------------------------------------------------
     # DAG lookup and operators (§4.3, §4.5)
@@ -515,6 +878,10 @@ class SimCluster:
                 "Common.Unexpected",
                 f"forward request to {generic.agent} failed: dial tcp {generic.agent}: connect: connection refused",
             )
+        busy = self.faults.take("busy_sqlite", owner.address) if self.faults is not None else None
+        if busy is not None:
+            # Any GetDagInstance error is a 404 (WrapRetain(ErrTaskNotFound, err), §4.5).
+            raise api_error("Task.NotFound", busy.message)
         dag = owner.dags.get(generic.local_id)
         if dag is None:
             raise api_error("Task.NotFound", "record not found")
@@ -526,16 +893,18 @@ class SimCluster:
         operator = str(operator_text).upper() if isinstance(operator_text, str) else ""
         if operator not in ("RETRY", "ROLLBACK", "CANCEL", "PASS"):
             raise api_error("Task.Dag.Operator.NotSupport", operator_text)
-        run = self._runs.get(dag.generic_id)
+        run = self._runs.get(id(dag))
         if operator == "CANCEL":
-            if dag.terminal and (run is not None or dag.state is d.State.SUCCEED):
+            # getNodeCanCancel → IsFinished(): a state test, so any FAILED or SUCCEED DAG (a parked
+            # sub-DAG included) is refused (§4.3, §6 item 11).
+            if dag.terminal:
                 raise api_error("Task.Dag.Operator.CancelFinishedDag")
+            if run is None:
+                self._cancel_sub(dag)
+                return
             dag.operator = d.Operator.CANCEL
             dag.reset_times()
-            if run is None:  # a parked sub-DAG: cancelled at once, still holding its lock
-                dag.state = d.State.FAILED
-            else:
-                dag.state = d.State.READY
+            dag.state = d.State.READY
             return
         if dag.state is not d.State.FAILED:
             raise api_error(f"Task.Dag.Operator.{operator.capitalize()}NotFailedDag")
@@ -548,8 +917,9 @@ class SimCluster:
         # Main stop DAGs: only the minor freeze can be retried; nothing can be rolled back or passed.
         if operator != "RETRY" or failed.name != d.NODE_MINOR_FREEZE or dag.operator is d.Operator.CANCEL:
             raise api_error(f"Task.Dag.Operator.{operator.capitalize()}NotAllowed", failed.name)
-        failed.state = d.State.PENDING
-        dag.state, dag.operator, dag.finished = d.State.READY, d.Operator.RETRY, False
+        # txForRetryAndReadyDag: RETRY on the node only; the DAG operator is written RUN (§4.3, §6 item 16).
+        failed.state, failed.operator = d.State.PENDING, d.Operator.RETRY
+        dag.state, dag.operator, dag.finished = d.State.READY, d.Operator.RUN, False
         dag.reset_times()
         self._start_driver(run)
 
@@ -563,15 +933,22 @@ class SimCluster:
         for run in self._runs.values():
             if run.driver is not None:
                 run.driver.cancel()
+        for sub_run in self._subs.values():
+            if sub_run.worker is not None:
+                sub_run.worker.cancel()
         self._runs.clear()
+        self._subs.clear()
+        self.time_scale = 1.0
         for agent in self.agents:
             agent.observer_running, agent.service_stopped = True, False
+            agent.ob_connection, agent.stalled = OB_STATE_AVAILABLE, False
             agent.dags.clear()
             agent.request_times.clear()
             agent.peak_in_flight = agent.in_flight
 
     async def aclose(self) -> None:
         drivers = [run.driver for run in self._runs.values() if run.driver is not None]
+        drivers += [sub.worker for sub in self._subs.values() if sub.worker is not None]
         for driver in drivers:
             driver.cancel()
         await asyncio.gather(*drivers, return_exceptions=True)

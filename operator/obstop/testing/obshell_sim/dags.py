@@ -86,7 +86,7 @@ class SubTask:
             "operator": self.operator.value,
             "start_time": go_time(self.start_time),
             "end_time": go_time(self.end_time),
-            "additional_data": self.additional_data,
+            "additional_data": None,  # merged into the DAG level and hidden (task_dto.go SetVisible, §4.2)
             "execute_times": self.execute_times,
             "execute_agent": {"ip": self.execute_agent[0], "port": self.execute_agent[1]},
             "task_logs": list(self.logs) if self.logs is not None else None,
@@ -114,7 +114,7 @@ class Node:
             "operator": self.operator.value,
             "start_time": go_time(self.start_time),
             "end_time": go_time(self.end_time),
-            "additional_data": self.additional_data,
+            "additional_data": None,  # merged into the DAG level and hidden (task_dto.go SetVisible, §4.2)
             "sub_tasks": [task.to_wire() for task in self.sub_tasks],
         }
 
@@ -176,10 +176,12 @@ class Dag:
         }
 
     def merged_data(self) -> dict[str, Any] | None:
-        """With details, DAG-level additional_data is the merge of node-level data (§4.2)."""
+        """With details, DAG-level additional_data is the merge of node- and sub-task-level data (§4.2)."""
         merged: dict[str, Any] = dict(self.additional_data or {})
-        for node in self.nodes:
-            for key, value in (node.additional_data or {}).items():
+        parts = [node.additional_data for node in self.nodes]
+        parts += [task.additional_data for node in self.nodes for task in node.sub_tasks]
+        for part in parts:
+            for key, value in (part or {}).items():
                 if isinstance(value, dict) and isinstance(merged.get(key), dict):
                     merged[key] = {**merged[key], **value}
                 else:

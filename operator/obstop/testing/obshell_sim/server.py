@@ -22,7 +22,7 @@ from aiohttp import web
 from obstop.obshell import crypto
 from obstop.testing.obshell_sim import clock
 from obstop.testing.obshell_sim.cluster import SimAgent
-from obstop.testing.obshell_sim.wire import ApiError, api_error, envelope, new_trace_id
+from obstop.testing.obshell_sim.wire import ApiError, api_error, envelope, go_time, new_trace_id
 
 if TYPE_CHECKING:
     from obstop.testing.obshell_sim.simulator import ObshellSimulator
@@ -292,7 +292,7 @@ class AgentServer:
         return self.agent.status_wire(self.sim.config.version)
 
     async def _time(self, call: Call) -> Any:
-        return int(clock.time())
+        return go_time(clock.now())  # a Go time.Time: an RFC 3339 string, not a number (§5)
 
     async def _stop(self, call: Call) -> Any:
         cluster = self.agent.cluster
@@ -320,23 +320,29 @@ class AgentServer:
         self.agent.cluster.operate(dag, operator)
         return None
 
+    # Every list route takes show_details, default true (ob/param/task.go, §6 item 19).
+
     async def _agent_unfinished(self, call: Call) -> Any:
-        return [dag.to_wire(details=False) for dag in self.agent.cluster.unfinished(self.agent)]
+        details = _details(call)
+        return [dag.to_wire(details=details) for dag in self.agent.cluster.unfinished(self.agent)]
 
     async def _agent_dags(self, call: Call) -> Any:
-        return [dag.to_wire(details=False) for dag in self.agent.dags.values()]
+        details = _details(call)
+        return [dag.to_wire(details=details) for dag in self.agent.dags.values()]
 
     async def _cluster_unfinished(self, call: Call) -> Any:
+        details = _details(call)
         cluster = self.agent.cluster
         reachable = [a for a in cluster.agents if a.serving or a is self.agent]
-        return [dag.to_wire(details=False) for agent in reachable for dag in cluster.unfinished(agent)]
+        return [dag.to_wire(details=details) for agent in reachable for dag in cluster.unfinished(agent)]
 
     async def _maintain_agents(self, call: Call) -> Any:
+        details = _details(call)
         result = []
         for agent in self.agent.cluster.agents:
             maintenance = [dag for dag in agent.dags.values() if dag.maintenance_type == 2]
             if maintenance:
-                result.append(maintenance[-1].to_wire(details=False))
+                result.append(maintenance[-1].to_wire(details=details))
         return result
 
     async def _agents_status(self, call: Call) -> Any:
@@ -356,6 +362,10 @@ def bind_socket(host: str, port: int) -> socket.socket:
         raise
     sock.setblocking(False)
     return sock
+
+
+def _details(call: Call) -> bool:
+    return _parse_bool(call.request.query.get("show_details", "true"))
 
 
 def _parse_bool(text: str) -> bool:

@@ -125,6 +125,7 @@ class ObshellSimulator:
                     stage_jitter=cfg.stage_jitter,
                     rng=rng,
                 )
+                cluster.faults = self.faults
                 self.clusters.append(cluster)
                 for zone in range(1, cfg.zones + 1):
                     for _ in range(cfg.servers_per_zone):
@@ -187,14 +188,66 @@ class ObshellSimulator:
         """Stop listening (connection refused); state and key are kept, as in the agent's sqlite."""
         await self._servers[address].stop()
 
-    async def agent_up(self, address: str) -> None:
+    async def agent_up(self, address: str, *, restarted: bool = False) -> None:
+        """Listen again. `restarted`: it comes back as a new process (see restart_agent), not from a
+        network outage (then its DAGs simply go on)."""
         server = self._servers[address]
         if not server.agent.serving:
             await server.start()
+        if restarted:
+            server.agent.cluster.agent_restarted(server.agent)
+
+    async def restart_agent(self, address: str, *, down_seconds: float = 0.0) -> None:
+        """The agent process restarts (§6 item 14): down for `down_seconds`, then up as a new process. Its
+        main stop DAG fails if it was at node 1, 2, 4 or 7 (the sub-DAGs keep their locks); at 3, 5 or 6
+        it goes on. Not a pause: the interrupted sub-task fails."""
+        await self.agent_down(address)
+        await asyncio.sleep(down_seconds)
+        await self.agent_up(address, restarted=True)
 
     def set_observer(self, address: str, *, running: bool) -> None:
         """Start or kill the observer beside an agent (obState 3 or 0), e.g. to prepare ForceStopRequired."""
-        self.agent(address).observer_running = running
+        agent = self.agent(address)
+        agent.observer_running = running
+        if running:
+            agent.ob_connection = 3
+
+    def set_ob_state(self, address: str, ob_state: int) -> None:
+        """obState 0 (process down), 1 (up, no connection: booting), 2 (restricted connection) or 3."""
+        if ob_state not in (0, 1, 2, 3):
+            raise ValueError("obState must be 0, 1, 2 or 3")
+        agent = self.agent(address)
+        agent.observer_running = ob_state != 0
+        agent.ob_connection = ob_state or 3
+
+    def stall_agent(self, address: str, stalled: bool = True) -> None:
+        """The agent keeps answering HTTP but its task engine runs nothing (sub-DAGs never park or finish,
+        its own DAGs do not step): what makes node 2 and Wait reach their time limits."""
+        self.agent(address).stalled = stalled
+
+    def hold_lock(self, address: str, name: str = "Upgrade agent") -> Dag:
+        """A parked maintenance DAG without main id holds the agent's lock (never force-passed, §3.5)."""
+        agent = self.agent(address)
+        return agent.cluster.hold_lock(agent, name)
+
+    def set_time_scale(self, scale: float) -> None:
+        """Real seconds per obshell second for the engine's time limits (900 s waits etc.), every cluster."""
+        if scale <= 0:
+            raise ValueError("scale must be positive")
+        for cluster in self.clusters:
+            cluster.time_scale = float(scale)
+
+    async def move_agent(self, address: str, *, port: int = 0) -> None:
+        """The agent now listens on another port (0 = a free one); its DAG ids follow its new address,
+        old ids are forwarded to the old address, where nothing answers (§4.5)."""
+        server = self._servers.pop(address)
+        agent = server.agent
+        await server.stop()
+        sock = bind_socket(agent.ip, port)
+        agent.port = sock.getsockname()[1]
+        agent.cluster.rename_ids(agent)
+        self._servers[agent.address] = server
+        await server.start(sock)
 
     def set_clock_offset(self, seconds: float) -> None:
         """Skew the agents' clock (auth expiry, /api/v1/time, envelope and DAG times) by `seconds` from ours.
@@ -297,7 +350,30 @@ class ObshellSimulator:
                 0.05, lambda: asyncio.ensure_future(self.agent_down(address))
             )
         elif kind == "agent_up":
-            await self.agent_up(str(spec["agent"]))
+            await self.agent_up(str(spec["agent"]), restarted=bool(spec.get("restarted", False)))
+        elif kind == "agent_restart":
+            # After this answer: the agent restarted may be the one serving this request.
+            address = str(spec["agent"])
+            self.agent(address)
+            down = float(spec.get("downSeconds", 0.0))
+            asyncio.get_running_loop().call_later(
+                0.05, lambda: asyncio.ensure_future(self.restart_agent(address, down_seconds=down))
+            )
+        elif kind == "ob_state":
+            self.set_ob_state(str(spec["agent"]), int(spec["obState"]))
+        elif kind == "stall":
+            self.stall_agent(str(spec["agent"]), bool(spec.get("stalled", True)))
+        elif kind == "hold_lock":
+            self.hold_lock(str(spec["agent"]), str(spec.get("name", "Upgrade agent")))
+        elif kind == "time_scale":
+            self.set_time_scale(float(spec["scale"]))
+        elif kind == "move_agent":
+            address = str(spec["agent"])
+            self.agent(address)
+            port = int(spec.get("port", 0))
+            asyncio.get_running_loop().call_later(
+                0.05, lambda: asyncio.ensure_future(self.move_agent(address, port=port))
+            )
         elif kind == "clock_offset":
             self.set_clock_offset(float(spec["seconds"]))
         elif kind == "observer":
@@ -388,8 +464,28 @@ class SimulatorThread:
     def agent_down(self, address: str) -> None:
         self.call(self.simulator.agent_down(address))
 
-    def agent_up(self, address: str) -> None:
-        self.call(self.simulator.agent_up(address))
+    def agent_up(self, address: str, *, restarted: bool = False) -> None:
+        self.call(self.simulator.agent_up(address, restarted=restarted))
+
+    def restart_agent(self, address: str, *, down_seconds: float = 0.0) -> None:
+        self.call(self.simulator.restart_agent(address, down_seconds=down_seconds))
+
+    def set_ob_state(self, address: str, ob_state: int) -> None:
+        self._sync(self.simulator.set_ob_state, address, ob_state)
+
+    def stall_agent(self, address: str, stalled: bool = True) -> None:
+        self._sync(self.simulator.stall_agent, address, stalled)
+
+    def hold_lock(self, address: str, name: str = "Upgrade agent") -> str:
+        """Returns the holder's generic id."""
+        result: str = self._sync(lambda: self.simulator.hold_lock(address, name).generic_id)
+        return result
+
+    def set_time_scale(self, scale: float) -> None:
+        self._sync(self.simulator.set_time_scale, scale)
+
+    def move_agent(self, address: str, *, port: int = 0) -> None:
+        self.call(self.simulator.move_agent(address, port=port))
 
     def set_observer(self, address: str, *, running: bool) -> None:
         self._sync(self.simulator.set_observer, address, running=running)
