@@ -166,11 +166,10 @@ def test_missing_secret_waits_then_recovers(stack: Stack, cluster: int) -> None:
 
 def test_lock_conflict_then_force_pass_dag(stack: Stack, cluster: int) -> None:
     agent = stack.agent(cluster)
-    # A stop that fails after its sub-DAGs were created leaves every agent locked by them.
-    stack.sim.faults.fail_stop(
-        "Advance agents to execute the task", "Sim.Advance.Failed", "agent vanished", agent=agent
-    )
-    stack.create(stop_request("abandoned", agent, force=True))
+    # A terminate stop whose minor freeze fails leaves every agent locked by its sub-DAGs (that node does not
+    # pass them, fact sheet §3.4); the next stop fails at node 2 and the holder is named in node 1's logs.
+    stack.sim.faults.fail_stop("Minor freeze before stop server", "Sim.Freeze.Failed", "timeout", agent=agent)
+    stack.create(stop_request("abandoned", agent, terminate=True))
     abandoned = stack.wait_for("abandoned", timeout=60)
     assert abandoned["phase"] == "Failed"
     holder = abandoned["dag"]["id"]

@@ -23,7 +23,8 @@ from obstop.testing.controlplane import ControlPlane
 from obstop.testing.stack import GROUP, PLURAL, TERMINAL, VERSION, Stack, stop_request
 
 STOP_ROUTE = "/api/v1/ob/stop"
-ADVANCE = "Advance agents to execute the task"
+# A failed minor freeze does not pass the sub-DAGs: the agents stay locked (fact sheet §3.4).
+FREEZE = "Minor freeze before stop server"
 
 
 def rss_kib(pid: int) -> dict[str, int]:
@@ -67,14 +68,14 @@ def run_load(control_plane: ControlPlane, singles: int, pairs: int, zones: int, 
         memory_at_start = rss_kib(proc.pid)
         injected = inject_faults(s, range(singles))
         for index in range(singles, clusters):  # the first stop of each pair dies leaving the agents locked
-            s.sim.faults.fail_stop(ADVANCE, "Sim.Advance.Failed", "agent vanished", agent=s.agent(index))
+            s.sim.faults.fail_stop(FREEZE, "Sim.Freeze.Failed", "minor freeze timeout", agent=s.agent(index))
 
         started = time.monotonic()
         half = singles // 2
         for index in range(half):
             s.create(stop_request(f"load-{index}", s.agent(index), force=True))
         for index in range(singles, clusters):
-            s.create(stop_request(f"first-{index}", s.agent(index), force=True))
+            s.create(stop_request(f"first-{index}", s.agent(index), terminate=True))
         for index in range(half, singles):
             s.create(stop_request(f"load-{index}", s.agent(index), force=True))
         created = time.monotonic()
@@ -112,7 +113,7 @@ def run_load(control_plane: ControlPlane, singles: int, pairs: int, zones: int, 
         # Each pair: the first failed where it was made to, the second fails and names the lock holder.
         for index in range(singles, clusters):
             first, second = final[f"first-{index}"], final[f"second-{index}"]
-            assert first["phase"] == "Failed" and first["reason"] == "Sim.Advance.Failed", first
+            assert first["phase"] == "Failed" and first["reason"] == "Sim.Freeze.Failed", first
             assert second["phase"] == "Failed", second
             assert f'forcePassDag: ["{first["dag"]["id"]}"]' in second["message"], second["message"]
             assert "Another stop or start holds the agents" in second["message"]
