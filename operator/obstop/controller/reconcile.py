@@ -294,7 +294,7 @@ def permanent_error(error: ObshellError) -> tuple[str, str]:
     if isinstance(error, ObshellApiError) and error.is_expired:
         # Not the password: the signed header's timestamp was already past on the agent's clock.
         return (
-            error.reason or "AuthenticationExpired",
+            error.reason,  # its errCode, or HTTP401 when the agent gave none
             f"obshell refused the request as expired: {text}. A signed request is valid for "
             f"{SIGNED_REQUEST_LIFETIME} s from the controller's clock, so the agent's clock is ahead of the "
             "controller's by more than that: synchronise the clocks (NTP) and create a new ObStopRequest",
