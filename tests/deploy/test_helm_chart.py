@@ -97,6 +97,12 @@ def container(docs: list[dict[str, Any]]) -> dict[str, Any]:
     return containers[0]
 
 
+def controller_role(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The controller's own ClusterRole (the others are the roles for people, templates/user-roles.yaml)."""
+    (role,) = [d for d in find(docs, "ClusterRole") if d["metadata"]["name"] == "obstop-ob-stop-operator"]
+    return role
+
+
 def env_of(docs: list[dict[str, Any]]) -> dict[str, str]:
     return {var["name"]: var["value"] for var in container(docs)["env"] if "value" in var}
 
@@ -171,7 +177,15 @@ def test_every_templated_object_has_the_standard_labels(render: Render, value_se
 def test_the_default_render_has_what_the_controller_needs(render: Render) -> None:
     docs = render()
     kinds = sorted(doc["kind"] for doc in docs)
-    assert kinds == ["ClusterRole", "ClusterRoleBinding", "Deployment", "Service", "ServiceAccount"]
+    assert kinds == [
+        "ClusterRole",  # the controller's
+        "ClusterRole",  # view, for people
+        "ClusterRole",  # edit, for people
+        "ClusterRoleBinding",
+        "Deployment",
+        "Service",
+        "ServiceAccount",
+    ]
     deployment = one(docs, "Deployment")
     assert deployment["metadata"]["namespace"] == NAMESPACE
     assert deployment["spec"]["replicas"] == 1
@@ -311,10 +325,10 @@ def test_rbac_has_no_wildcards(render: Render, value_set: str) -> None:
 
 def test_rbac_cluster_wide(render: Render) -> None:
     docs = render()
-    assert rules(one(docs, "ClusterRole")) == CRD_RULES | NAMESPACED_RULES
+    assert rules(controller_role(docs)) == CRD_RULES | NAMESPACED_RULES
     assert find(docs, "Role") == []
     binding = one(docs, "ClusterRoleBinding")
-    assert binding["roleRef"]["name"] == one(docs, "ClusterRole")["metadata"]["name"]
+    assert binding["roleRef"]["name"] == controller_role(docs)["metadata"]["name"]
     assert binding["subjects"] == [
         {"kind": "ServiceAccount", "name": "obstop-ob-stop-operator", "namespace": NAMESPACE}
     ]
@@ -324,7 +338,7 @@ def test_rbac_cluster_wide(render: Render) -> None:
 def test_rbac_namespaced_grants_secrets_only_in_the_watched_namespaces(render: Render) -> None:
     docs = render(VALUE_SETS["namespaced"])
     # Cluster-wide only what Kopf must see across the cluster; secrets stay per namespace.
-    assert rules(one(docs, "ClusterRole")) == CRD_RULES | grants("list watch", "", "namespaces")
+    assert rules(controller_role(docs)) == CRD_RULES | grants("list watch", "", "namespaces")
     roles = find(docs, "Role")
     assert sorted(role["metadata"]["namespace"] for role in roles) == ["team-a", "team-b"]
     for role in roles:
@@ -344,12 +358,58 @@ def test_rbac_namespaced_grants_secrets_only_in_the_watched_namespaces(render: R
 def test_rbac_with_peering_adds_only_the_peering_resource_of_the_mode(render: Render) -> None:
     peer_verbs = "list watch patch create"
     cluster = render(VALUE_SETS["peering-clusterwide"])
-    assert rules(one(cluster, "ClusterRole")) == (
+    assert rules(controller_role(cluster)) == (
         CRD_RULES | NAMESPACED_RULES | grants(peer_verbs, "kopf.dev", "clusterkopfpeerings")
     )
     namespaced = render(VALUE_SETS["peering-namespaced"])
     assert rules(one(namespaced, "Role")) == NAMESPACED_RULES | grants(peer_verbs, "kopf.dev", "kopfpeerings")
-    assert ("kopf.dev", "clusterkopfpeerings", "patch") not in rules(one(namespaced, "ClusterRole"))
+    assert ("kopf.dev", "clusterkopfpeerings", "patch") not in rules(controller_role(namespaced))
+
+
+USER_ROLE_LABELS = {
+    "view": {"view", "edit", "admin"},
+    "edit": {"edit", "admin"},
+}
+
+
+@pytest.mark.parametrize("value_set", ["defaults", "namespaced"])
+def test_people_get_rights_on_requests_through_the_default_roles(render: Render, value_set: str) -> None:
+    """view reads requests; edit and admin also create and delete them; nobody but the controller writes status,
+    and these roles grant nothing else (no Secrets: edit has those already, view must not)."""
+    docs = render(VALUE_SETS[value_set])
+    roles = {
+        d["metadata"]["name"].removeprefix("obstop-ob-stop-operator-"): d
+        for d in find(docs, "ClusterRole")
+        if d["metadata"]["name"] != "obstop-ob-stop-operator"
+    }
+    assert set(roles) == {"view", "edit"}
+    for name, role in roles.items():
+        labels = role["metadata"]["labels"]
+        aggregated = {
+            key.removeprefix("rbac.authorization.k8s.io/aggregate-to-")
+            for key, value in labels.items()
+            if key.startswith("rbac.authorization.k8s.io/aggregate-to-") and value == "true"
+        }
+        assert aggregated == USER_ROLE_LABELS[name], name
+        assert "aggregationRule" not in role  # aggregated into the default roles, not aggregating
+    group = "obshell.oceanbase.com"
+    assert rules(roles["view"]) == grants("get list watch", group, "obstoprequests", "obstoprequests/status")
+    assert rules(roles["edit"]) == grants(
+        "create update patch delete deletecollection", group, "obstoprequests"
+    )
+    # No binding: the default roles are bound by whoever grants view/edit/admin in a namespace.
+    bound = {b["roleRef"]["name"] for b in find(docs, "ClusterRoleBinding") + find(docs, "RoleBinding")}
+    assert bound <= {"obstop-ob-stop-operator"}
+
+
+@pytest.mark.parametrize(
+    "values",
+    [{"rbac": {"aggregateToDefaultRoles": False}}, {"rbac": {"create": False}}],
+    ids=["off", "no-rbac"],
+)
+def test_the_roles_for_people_can_be_left_out(render: Render, values: dict[str, Any]) -> None:
+    names = [d["metadata"]["name"] for d in find(render(values), "ClusterRole")]
+    assert names == (["obstop-ob-stop-operator"] if values["rbac"].get("create", True) else [])
 
 
 def test_rbac_can_be_left_to_the_user(render: Render) -> None:
