@@ -9,6 +9,7 @@ is out of reach here.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import tarfile
 import textwrap
@@ -21,6 +22,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from obstop.controller.metrics import Metrics
+from obstop.controller.resource import Phase
 from obstop.controller.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -29,7 +32,7 @@ NAMESPACE = "ops"  # the release namespace the conftest renders into
 Render = Callable[..., list[dict[str, Any]]]
 Helm = Callable[..., str]
 KUBERNETES_VERSION = "1.37.0"
-CUSTOM_KINDS = {"ServiceMonitor", "KopfPeering", "ClusterKopfPeering"}
+CUSTOM_KINDS = {"ServiceMonitor", "PrometheusRule", "KopfPeering", "ClusterKopfPeering"}
 CRD_FILE = "obshell.oceanbase.com_obstoprequests.yaml"
 
 # Value sets that together switch on every branch of the templates.
@@ -44,6 +47,7 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
     },
     "monitoring": {
         "serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}, "interval": "15s"},
+        "metrics": {"prometheusRule": {"enabled": True, "labels": {"release": "prometheus"}}},
         "podDisruptionBudget": {"enabled": True},
         "service": {"annotations": {"prometheus.io/scrape": "true"}},
     },
@@ -656,3 +660,80 @@ def test_a_service_monitor_needs_its_crd_in_the_cluster(helm: Helm) -> None:
         helm(*args)
     assert "needs the Prometheus Operator's ServiceMonitor CRD" in refused.value.stderr
     assert "kind: ServiceMonitor" in helm(*args, "--api-versions", "monitoring.coreos.com/v1/ServiceMonitor")
+
+
+# ------------------------------------------------------------------------------------------------------
+# PrometheusRule: alert examples on the metrics the controller really exports
+
+
+def exported_series() -> dict[str, set[str]]:
+    """Every series name the controller's registry can expose, with its labels."""
+    series: dict[str, set[str]] = {}
+    for metric in vars(Metrics()).values():
+        kind = getattr(metric, "_type", None)
+        if kind is None:
+            continue
+        name, labels = metric._name, set(metric._labelnames)
+        suffixes = {"counter": ["_total"], "gauge": [""], "histogram": ["_bucket", "_count", "_sum"]}[kind]
+        for suffix in suffixes:
+            series[name + suffix] = labels | ({"le"} if suffix == "_bucket" else set())
+    return series
+
+
+# Labels Prometheus adds to every series it scrapes through the ServiceMonitor.
+TARGET_LABELS = {"job", "namespace", "service", "pod", "instance", "container", "endpoint"}
+
+
+def alert_rules(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    rule = one(docs, "PrometheusRule")
+    return [r for group in rule["spec"]["groups"] for r in group["rules"]]
+
+
+def test_prometheus_rule_uses_only_metrics_labels_and_phases_the_controller_exports(render: Render) -> None:
+    series = exported_series()
+    assert "obstop_requests" in series and "obstop_dag_duration_seconds_count" in series  # the table is read
+    phases = {p.value for p in Phase}
+    rules_ = alert_rules(render(VALUE_SETS["monitoring"]))
+    assert {r["alert"] for r in rules_} == {
+        "ObStopControllerAbsent",
+        "ObStopRequestFailed",
+        "ObStopRequestRetrying",
+        "ObStopRequestUnfinished",
+    }
+    for rule in rules_:
+        expr = rule["expr"]
+        used = re.findall(r"\b(obstop_[a-z_]+)(\{[^}]*\})?", expr)
+        assert used, f"{rule['alert']} uses no metric of the controller"
+        for name, selector in used:
+            assert name in series, (
+                f"{rule['alert']}: {name} is not exported (operator/obstop/controller/metrics.py)"
+            )
+            for label, _op, value in re.findall(r'(\w+)\s*(=~|!~|!=|=)\s*"([^"]*)"', selector):
+                assert label in series[name] | TARGET_LABELS, f"{rule['alert']}: {name} has no label {label}"
+                if label == "phase":
+                    assert set(value.split("|")) <= phases, f"{rule['alert']}: {value} is not a phase"
+        for grouped in re.findall(r"by \(([^)]*)\)", expr):
+            for label in (g.strip() for g in grouped.split(",")):
+                assert any(label in series[n] for n, _ in used), (
+                    f"{rule['alert']}: no label {label} to group by"
+                )
+        assert rule["labels"]["severity"] == "warning"
+        assert "docs/" in rule["annotations"]["description"]
+
+
+def test_prometheus_rule_selects_the_series_the_service_monitor_scrapes(render: Render) -> None:
+    docs = render(VALUE_SETS["monitoring"])
+    service = one(docs, "Service")["metadata"]["name"]  # the ServiceMonitor's job label
+    rule = one(docs, "PrometheusRule")
+    assert rule["metadata"]["labels"]["release"] == "prometheus"
+    for alert in alert_rules(docs):
+        assert f'job="{service}", namespace="{NAMESPACE}"' in alert["expr"], alert["alert"]
+
+
+def test_prometheus_rule_is_off_by_default_and_needs_its_crd(helm: Helm, render: Render) -> None:
+    assert find(render(), "PrometheusRule") == []
+    args = ("template", "mon", str(CHART), "--set", "metrics.prometheusRule.enabled=true")
+    with pytest.raises(subprocess.CalledProcessError) as refused:
+        helm(*args)
+    assert "needs the Prometheus Operator's PrometheusRule CRD" in refused.value.stderr
+    assert "kind: PrometheusRule" in helm(*args, "--api-versions", "monitoring.coreos.com/v1/PrometheusRule")
