@@ -81,6 +81,7 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         "serviceAccount": {"annotations": {"example.com/role": "obstop"}},
     },
     "no-rbac-no-service": {"rbac": {"create": False}, "service": {"enabled": False}},
+    "openshift": {"runAsFixedUser": False},
 }
 
 
@@ -526,6 +527,22 @@ def test_pod_runs_hardened_as_the_images_user(render: Render) -> None:
     # A writable /tmp on the read-only root filesystem.
     assert {"name": "tmp", "mountPath": "/tmp"}  # noqa: S108 in container(docs)["volumeMounts"]
     assert next(v for v in pod["volumes"] if v["name"] == "tmp")["emptyDir"]
+
+
+def test_on_openshift_the_platform_picks_the_user_and_the_rest_of_the_hardening_stays(render: Render) -> None:
+    """restricted-v2 assigns runAsUser/fsGroup from the namespace's range and refuses any other value."""
+    fixed, free = render(), render(VALUE_SETS["openshift"])
+    ids = {"runAsUser", "runAsGroup", "fsGroup"}
+    for docs in (fixed, free):
+        assert container(docs)["securityContext"]["runAsNonRoot"] is True
+    pod = one(free, "Deployment")["spec"]["template"]["spec"]
+    assert not ids & set(pod["securityContext"]) and not ids & set(container(free)["securityContext"])
+    # Nothing else changes: the same pod without the three user ids.
+    fixed_pod = one(fixed, "Deployment")["spec"]["template"]["spec"]
+    for ctx in (fixed_pod["securityContext"], fixed_pod["containers"][0]["securityContext"]):
+        for key in ids:
+            ctx.pop(key, None)
+    assert fixed_pod == pod
 
 
 def test_probes_and_service_use_the_controllers_port(render: Render) -> None:
