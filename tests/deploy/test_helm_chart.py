@@ -166,6 +166,15 @@ def test_every_rendered_manifest_is_valid(render: Render, value_set: str) -> Non
 
 
 @pytest.mark.parametrize("value_set", sorted(VALUE_SETS))
+def test_no_template_is_a_hook(render: Render, value_set: str) -> None:
+    """Argo CD runs Helm hooks at every sync (post-install becomes PostSync): docs/gitops.md says there are none."""
+    for doc in render(VALUE_SETS[value_set], include_crds=True):
+        annotations = doc["metadata"].get("annotations") or {}
+        hooks = [key for key in annotations if key.startswith(("helm.sh/hook", "argocd.argoproj.io/hook"))]
+        assert hooks == [], f"{doc['kind']}/{doc['metadata']['name']}"
+
+
+@pytest.mark.parametrize("value_set", sorted(VALUE_SETS))
 def test_every_templated_object_has_the_standard_labels(render: Render, value_set: str) -> None:
     for doc in render(VALUE_SETS[value_set]):
         labels = doc["metadata"]["labels"]
