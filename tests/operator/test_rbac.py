@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -46,19 +47,37 @@ def install_chart(s: Stack, release: str, *values: str) -> tuple[str, set[tuple[
         *values,
         kubeconfig=s.kubeconfig,
     )
-    stored = run(
-        "kubectl",
-        "get",
-        "clusterroles,roles",
-        "--all-namespaces",
-        "-l",
-        f"app.kubernetes.io/instance={release}",
-        "-o",
-        "yaml",
-        kubeconfig=s.kubeconfig,
-    )
+
+    def stored(kinds: str) -> list[dict[str, Any]]:
+        out = run(
+            "kubectl",
+            "get",
+            kinds,
+            "--all-namespaces",
+            "-l",
+            f"app.kubernetes.io/instance={release}",
+            "-o",
+            "yaml",
+            kubeconfig=s.kubeconfig,
+        )
+        items: list[dict[str, Any]] = yaml.safe_load(out)["items"]
+        return items
+
+    # Only the roles bound to the controller's ServiceAccount: the chart's roles for people (aggregated into
+    # view/edit/admin, templates/user-roles.yaml) are bound to no one by the chart.
+    bound = {
+        (
+            b["roleRef"]["kind"],
+            b["roleRef"]["name"],
+            b["metadata"].get("namespace", "") if b["roleRef"]["kind"] == "Role" else "",
+        )
+        for b in stored("clusterrolebindings,rolebindings")
+        if any(subject["kind"] == "ServiceAccount" for subject in b.get("subjects") or ())
+    }
     granted = set()
-    for role in yaml.safe_load(stored)["items"]:
+    for role in stored("clusterroles,roles"):
+        if (role["kind"], role["metadata"]["name"], role["metadata"].get("namespace", "")) not in bound:
+            continue
         for rule in role.get("rules") or ():
             for group in rule["apiGroups"]:
                 for resource in rule["resources"]:
