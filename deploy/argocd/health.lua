@@ -4,6 +4,8 @@
 --   no status yet, Pending, Submitted, Running -> Progressing
 --   Succeeded                                  -> Healthy
 --   Failed                                     -> Degraded, with the controller's message
+--   Failed, annotated obshell.oceanbase.com/failure-acknowledged: "true"
+--                                              -> Healthy: a record kept without the alarm
 hs = {}
 local status = obj.status
 if status == nil or status.phase == nil or status.phase == "" then
@@ -36,6 +38,11 @@ elseif phase == "Failed" then
     hs.message = status.reason .. ": " .. detail
   else
     hs.message = detail or status.reason or "The stop failed"
+  end
+  local annotations = obj.metadata and obj.metadata.annotations
+  if annotations ~= nil and annotations["obshell.oceanbase.com/failure-acknowledged"] == "true" then
+    hs.status = "Healthy"
+    hs.message = "Failed (acknowledged): " .. hs.message
   end
 elseif phase == "Pending" or phase == "Submitted" or phase == "Running" then
   hs.status = "Progressing"

@@ -64,8 +64,10 @@ def render(helm: Helm) -> Render:
         key = (json.dumps(values or {}, sort_keys=True), include_crds)
         if key not in cache:
             args = ["template", RELEASE, str(CHART), "--namespace", NAMESPACE, "--values", "-"]
-            # As a cluster with the Prometheus Operator: the chart refuses a ServiceMonitor the cluster cannot serve.
+            # As a cluster with the Prometheus Operator: the chart refuses a ServiceMonitor or PrometheusRule the
+            # cluster cannot serve.
             args += ["--api-versions", "monitoring.coreos.com/v1/ServiceMonitor"]
+            args += ["--api-versions", "monitoring.coreos.com/v1/PrometheusRule"]
             # JSON is YAML: the values come in on stdin.
             cache[key] = helm(*args, *(["--include-crds"] if include_crds else []), stdin=key[0])
         return [doc for doc in yaml.safe_load_all(cache[key]) if doc]

@@ -130,3 +130,33 @@ def test_flux_kstatus_conditions_are_as_docs_gitops_says() -> None:
     assert _conditions(pending) == expected["Pending / Submitted / Running"]
     failed = reconcile.failed(pending, "DeadlineExceeded", "not finished in time", 1, NOW).status
     assert _conditions(failed) == expected["Failed"]
+
+
+ACKNOWLEDGED = "obshell.oceanbase.com/failure-acknowledged"
+
+
+def test_an_acknowledged_failure_is_a_healthy_record_that_still_says_why() -> None:
+    """A Failed request kept in Git as the record of a stop keeps its Application Degraded; annotated, it is
+    Healthy, and its message still says it failed and why."""
+    message = "stop DAG 21 failed at 'Stop observer': ERROR: [Agent.NoMaster] no master"
+    status = reconcile.failed({}, "Agent.NoMaster", message, 1, NOW).status
+    obj = request(status)
+    obj["metadata"]["annotations"] = {ACKNOWLEDGED: "true"}
+    assert health(obj) == {
+        "status": "Healthy",
+        "message": f"Failed (acknowledged): Agent.NoMaster: {message}",
+    }
+
+
+@pytest.mark.parametrize("value", ["false", "", "yes", None])
+def test_only_true_acknowledges_a_failure(value: str | None) -> None:
+    obj = request(reconcile.failed({}, "DeadlineExceeded", "not finished in time", 1, NOW).status)
+    obj["metadata"]["annotations"] = {} if value is None else {ACKNOWLEDGED: value}
+    assert health(obj)["status"] == "Degraded"
+
+
+@pytest.mark.parametrize("phase", ["Pending", "Submitted", "Running"])
+def test_the_annotation_does_not_hide_a_stop_in_progress(phase: str) -> None:
+    obj = request({"phase": phase, "observedGeneration": 1})
+    obj["metadata"]["annotations"] = {ACKNOWLEDGED: "true"}
+    assert health(obj)["status"] == "Progressing"

@@ -9,6 +9,7 @@ is out of reach here.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import tarfile
 import textwrap
@@ -21,6 +22,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from obstop.controller.metrics import Metrics
+from obstop.controller.resource import Phase
 from obstop.controller.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -29,7 +32,7 @@ NAMESPACE = "ops"  # the release namespace the conftest renders into
 Render = Callable[..., list[dict[str, Any]]]
 Helm = Callable[..., str]
 KUBERNETES_VERSION = "1.37.0"
-CUSTOM_KINDS = {"ServiceMonitor", "KopfPeering", "ClusterKopfPeering"}
+CUSTOM_KINDS = {"ServiceMonitor", "PrometheusRule", "KopfPeering", "ClusterKopfPeering"}
 CRD_FILE = "obshell.oceanbase.com_obstoprequests.yaml"
 
 # Value sets that together switch on every branch of the templates.
@@ -44,6 +47,7 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
     },
     "monitoring": {
         "serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}, "interval": "15s"},
+        "metrics": {"prometheusRule": {"enabled": True, "labels": {"release": "prometheus"}}},
         "podDisruptionBudget": {"enabled": True},
         "service": {"annotations": {"prometheus.io/scrape": "true"}},
     },
@@ -77,6 +81,7 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         "serviceAccount": {"annotations": {"example.com/role": "obstop"}},
     },
     "no-rbac-no-service": {"rbac": {"create": False}, "service": {"enabled": False}},
+    "openshift": {"runAsFixedUser": False},
 }
 
 
@@ -95,6 +100,12 @@ def container(docs: list[dict[str, Any]]) -> dict[str, Any]:
     containers: list[dict[str, Any]] = one(docs, "Deployment")["spec"]["template"]["spec"]["containers"]
     assert len(containers) == 1
     return containers[0]
+
+
+def controller_role(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The controller's own ClusterRole (the others are the roles for people, templates/user-roles.yaml)."""
+    (role,) = [d for d in find(docs, "ClusterRole") if d["metadata"]["name"] == "obstop-ob-stop-operator"]
+    return role
 
 
 def env_of(docs: list[dict[str, Any]]) -> dict[str, str]:
@@ -155,6 +166,15 @@ def test_every_rendered_manifest_is_valid(render: Render, value_set: str) -> Non
 
 
 @pytest.mark.parametrize("value_set", sorted(VALUE_SETS))
+def test_no_template_is_a_hook(render: Render, value_set: str) -> None:
+    """Argo CD runs Helm hooks at every sync (post-install becomes PostSync): docs/gitops.md says there are none."""
+    for doc in render(VALUE_SETS[value_set], include_crds=True):
+        annotations = doc["metadata"].get("annotations") or {}
+        hooks = [key for key in annotations if key.startswith(("helm.sh/hook", "argocd.argoproj.io/hook"))]
+        assert hooks == [], f"{doc['kind']}/{doc['metadata']['name']}"
+
+
+@pytest.mark.parametrize("value_set", sorted(VALUE_SETS))
 def test_every_templated_object_has_the_standard_labels(render: Render, value_set: str) -> None:
     for doc in render(VALUE_SETS[value_set]):
         labels = doc["metadata"]["labels"]
@@ -171,7 +191,15 @@ def test_every_templated_object_has_the_standard_labels(render: Render, value_se
 def test_the_default_render_has_what_the_controller_needs(render: Render) -> None:
     docs = render()
     kinds = sorted(doc["kind"] for doc in docs)
-    assert kinds == ["ClusterRole", "ClusterRoleBinding", "Deployment", "Service", "ServiceAccount"]
+    assert kinds == [
+        "ClusterRole",  # the controller's
+        "ClusterRole",  # view, for people
+        "ClusterRole",  # edit, for people
+        "ClusterRoleBinding",
+        "Deployment",
+        "Service",
+        "ServiceAccount",
+    ]
     deployment = one(docs, "Deployment")
     assert deployment["metadata"]["namespace"] == NAMESPACE
     assert deployment["spec"]["replicas"] == 1
@@ -311,10 +339,10 @@ def test_rbac_has_no_wildcards(render: Render, value_set: str) -> None:
 
 def test_rbac_cluster_wide(render: Render) -> None:
     docs = render()
-    assert rules(one(docs, "ClusterRole")) == CRD_RULES | NAMESPACED_RULES
+    assert rules(controller_role(docs)) == CRD_RULES | NAMESPACED_RULES
     assert find(docs, "Role") == []
     binding = one(docs, "ClusterRoleBinding")
-    assert binding["roleRef"]["name"] == one(docs, "ClusterRole")["metadata"]["name"]
+    assert binding["roleRef"]["name"] == controller_role(docs)["metadata"]["name"]
     assert binding["subjects"] == [
         {"kind": "ServiceAccount", "name": "obstop-ob-stop-operator", "namespace": NAMESPACE}
     ]
@@ -324,7 +352,7 @@ def test_rbac_cluster_wide(render: Render) -> None:
 def test_rbac_namespaced_grants_secrets_only_in_the_watched_namespaces(render: Render) -> None:
     docs = render(VALUE_SETS["namespaced"])
     # Cluster-wide only what Kopf must see across the cluster; secrets stay per namespace.
-    assert rules(one(docs, "ClusterRole")) == CRD_RULES | grants("list watch", "", "namespaces")
+    assert rules(controller_role(docs)) == CRD_RULES | grants("list watch", "", "namespaces")
     roles = find(docs, "Role")
     assert sorted(role["metadata"]["namespace"] for role in roles) == ["team-a", "team-b"]
     for role in roles:
@@ -344,12 +372,58 @@ def test_rbac_namespaced_grants_secrets_only_in_the_watched_namespaces(render: R
 def test_rbac_with_peering_adds_only_the_peering_resource_of_the_mode(render: Render) -> None:
     peer_verbs = "list watch patch create"
     cluster = render(VALUE_SETS["peering-clusterwide"])
-    assert rules(one(cluster, "ClusterRole")) == (
+    assert rules(controller_role(cluster)) == (
         CRD_RULES | NAMESPACED_RULES | grants(peer_verbs, "kopf.dev", "clusterkopfpeerings")
     )
     namespaced = render(VALUE_SETS["peering-namespaced"])
     assert rules(one(namespaced, "Role")) == NAMESPACED_RULES | grants(peer_verbs, "kopf.dev", "kopfpeerings")
-    assert ("kopf.dev", "clusterkopfpeerings", "patch") not in rules(one(namespaced, "ClusterRole"))
+    assert ("kopf.dev", "clusterkopfpeerings", "patch") not in rules(controller_role(namespaced))
+
+
+USER_ROLE_LABELS = {
+    "view": {"view", "edit", "admin"},
+    "edit": {"edit", "admin"},
+}
+
+
+@pytest.mark.parametrize("value_set", ["defaults", "namespaced"])
+def test_people_get_rights_on_requests_through_the_default_roles(render: Render, value_set: str) -> None:
+    """view reads requests; edit and admin also create and delete them; nobody but the controller writes status,
+    and these roles grant nothing else (no Secrets: edit has those already, view must not)."""
+    docs = render(VALUE_SETS[value_set])
+    roles = {
+        d["metadata"]["name"].removeprefix("obstop-ob-stop-operator-"): d
+        for d in find(docs, "ClusterRole")
+        if d["metadata"]["name"] != "obstop-ob-stop-operator"
+    }
+    assert set(roles) == {"view", "edit"}
+    for name, role in roles.items():
+        labels = role["metadata"]["labels"]
+        aggregated = {
+            key.removeprefix("rbac.authorization.k8s.io/aggregate-to-")
+            for key, value in labels.items()
+            if key.startswith("rbac.authorization.k8s.io/aggregate-to-") and value == "true"
+        }
+        assert aggregated == USER_ROLE_LABELS[name], name
+        assert "aggregationRule" not in role  # aggregated into the default roles, not aggregating
+    group = "obshell.oceanbase.com"
+    assert rules(roles["view"]) == grants("get list watch", group, "obstoprequests", "obstoprequests/status")
+    assert rules(roles["edit"]) == grants(
+        "create update patch delete deletecollection", group, "obstoprequests"
+    )
+    # No binding: the default roles are bound by whoever grants view/edit/admin in a namespace.
+    bound = {b["roleRef"]["name"] for b in find(docs, "ClusterRoleBinding") + find(docs, "RoleBinding")}
+    assert bound <= {"obstop-ob-stop-operator"}
+
+
+@pytest.mark.parametrize(
+    "values",
+    [{"rbac": {"aggregateToDefaultRoles": False}}, {"rbac": {"create": False}}],
+    ids=["off", "no-rbac"],
+)
+def test_the_roles_for_people_can_be_left_out(render: Render, values: dict[str, Any]) -> None:
+    names = [d["metadata"]["name"] for d in find(render(values), "ClusterRole")]
+    assert names == (["obstop-ob-stop-operator"] if values["rbac"].get("create", True) else [])
 
 
 def test_rbac_can_be_left_to_the_user(render: Render) -> None:
@@ -462,6 +536,22 @@ def test_pod_runs_hardened_as_the_images_user(render: Render) -> None:
     # A writable /tmp on the read-only root filesystem.
     assert {"name": "tmp", "mountPath": "/tmp"}  # noqa: S108 in container(docs)["volumeMounts"]
     assert next(v for v in pod["volumes"] if v["name"] == "tmp")["emptyDir"]
+
+
+def test_on_openshift_the_platform_picks_the_user_and_the_rest_of_the_hardening_stays(render: Render) -> None:
+    """restricted-v2 assigns runAsUser/fsGroup from the namespace's range and refuses any other value."""
+    fixed, free = render(), render(VALUE_SETS["openshift"])
+    ids = {"runAsUser", "runAsGroup", "fsGroup"}
+    for docs in (fixed, free):
+        assert container(docs)["securityContext"]["runAsNonRoot"] is True
+    pod = one(free, "Deployment")["spec"]["template"]["spec"]
+    assert not ids & set(pod["securityContext"]) and not ids & set(container(free)["securityContext"])
+    # Nothing else changes: the same pod without the three user ids.
+    fixed_pod = one(fixed, "Deployment")["spec"]["template"]["spec"]
+    for ctx in (fixed_pod["securityContext"], fixed_pod["containers"][0]["securityContext"]):
+        for key in ids:
+            ctx.pop(key, None)
+    assert fixed_pod == pod
 
 
 def test_probes_and_service_use_the_controllers_port(render: Render) -> None:
@@ -596,3 +686,80 @@ def test_a_service_monitor_needs_its_crd_in_the_cluster(helm: Helm) -> None:
         helm(*args)
     assert "needs the Prometheus Operator's ServiceMonitor CRD" in refused.value.stderr
     assert "kind: ServiceMonitor" in helm(*args, "--api-versions", "monitoring.coreos.com/v1/ServiceMonitor")
+
+
+# ------------------------------------------------------------------------------------------------------
+# PrometheusRule: alert examples on the metrics the controller really exports
+
+
+def exported_series() -> dict[str, set[str]]:
+    """Every series name the controller's registry can expose, with its labels."""
+    series: dict[str, set[str]] = {}
+    for metric in vars(Metrics()).values():
+        kind = getattr(metric, "_type", None)
+        if kind is None:
+            continue
+        name, labels = metric._name, set(metric._labelnames)
+        suffixes = {"counter": ["_total"], "gauge": [""], "histogram": ["_bucket", "_count", "_sum"]}[kind]
+        for suffix in suffixes:
+            series[name + suffix] = labels | ({"le"} if suffix == "_bucket" else set())
+    return series
+
+
+# Labels Prometheus adds to every series it scrapes through the ServiceMonitor.
+TARGET_LABELS = {"job", "namespace", "service", "pod", "instance", "container", "endpoint"}
+
+
+def alert_rules(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    rule = one(docs, "PrometheusRule")
+    return [r for group in rule["spec"]["groups"] for r in group["rules"]]
+
+
+def test_prometheus_rule_uses_only_metrics_labels_and_phases_the_controller_exports(render: Render) -> None:
+    series = exported_series()
+    assert "obstop_requests" in series and "obstop_dag_duration_seconds_count" in series  # the table is read
+    phases = {p.value for p in Phase}
+    rules_ = alert_rules(render(VALUE_SETS["monitoring"]))
+    assert {r["alert"] for r in rules_} == {
+        "ObStopControllerAbsent",
+        "ObStopRequestFailed",
+        "ObStopRequestRetrying",
+        "ObStopRequestUnfinished",
+    }
+    for rule in rules_:
+        expr = rule["expr"]
+        used = re.findall(r"\b(obstop_[a-z_]+)(\{[^}]*\})?", expr)
+        assert used, f"{rule['alert']} uses no metric of the controller"
+        for name, selector in used:
+            assert name in series, (
+                f"{rule['alert']}: {name} is not exported (operator/obstop/controller/metrics.py)"
+            )
+            for label, _op, value in re.findall(r'(\w+)\s*(=~|!~|!=|=)\s*"([^"]*)"', selector):
+                assert label in series[name] | TARGET_LABELS, f"{rule['alert']}: {name} has no label {label}"
+                if label == "phase":
+                    assert set(value.split("|")) <= phases, f"{rule['alert']}: {value} is not a phase"
+        for grouped in re.findall(r"by \(([^)]*)\)", expr):
+            for label in (g.strip() for g in grouped.split(",")):
+                assert any(label in series[n] for n, _ in used), (
+                    f"{rule['alert']}: no label {label} to group by"
+                )
+        assert rule["labels"]["severity"] == "warning"
+        assert "docs/" in rule["annotations"]["description"]
+
+
+def test_prometheus_rule_selects_the_series_the_service_monitor_scrapes(render: Render) -> None:
+    docs = render(VALUE_SETS["monitoring"])
+    service = one(docs, "Service")["metadata"]["name"]  # the ServiceMonitor's job label
+    rule = one(docs, "PrometheusRule")
+    assert rule["metadata"]["labels"]["release"] == "prometheus"
+    for alert in alert_rules(docs):
+        assert f'job="{service}", namespace="{NAMESPACE}"' in alert["expr"], alert["alert"]
+
+
+def test_prometheus_rule_is_off_by_default_and_needs_its_crd(helm: Helm, render: Render) -> None:
+    assert find(render(), "PrometheusRule") == []
+    args = ("template", "mon", str(CHART), "--set", "metrics.prometheusRule.enabled=true")
+    with pytest.raises(subprocess.CalledProcessError) as refused:
+        helm(*args)
+    assert "needs the Prometheus Operator's PrometheusRule CRD" in refused.value.stderr
+    assert "kind: PrometheusRule" in helm(*args, "--api-versions", "monitoring.coreos.com/v1/PrometheusRule")

@@ -58,8 +58,17 @@ async def controller() -> AsyncIterator[Controller]:
     await c.aclose()
 
 
-def request(name: str, address: str, status: dict[str, Any], **mode: bool) -> Request:
-    spec = stop_request(name, address, **(mode or {"terminate": True}))["spec"]
+def request(
+    name: str,
+    address: str,
+    status: dict[str, Any],
+    *,
+    scope: str = "GLOBAL",
+    targets: tuple[str, ...] = (),
+    **mode: bool,
+) -> Request:
+    """A request of `mode` (default: a GLOBAL terminate stop)."""
+    spec = stop_request(name, address, scope=scope, targets=targets, **(mode or {"terminate": True}))["spec"]
     return Request("default", name, f"uid-{name}", 1, spec, status)
 
 
@@ -349,5 +358,137 @@ async def test_an_auth_v1_agent_is_refused_before_anything_is_signed(controller:
         assert decision.status["reason"] == "UnsupportedObshellVersion"
         assert "4.2.2.0" in decision.status["message"] and "4.2.3.0" in decision.status["message"]
         assert sim.stops == []
+    finally:
+        await sim.stop()
+
+
+# --------------------------------------------------------------------------------------------------------
+# 3. 400s that can pass
+
+
+async def test_a_mysql_error_is_retried_not_failed(controller: Controller) -> None:
+    """A query timeout of the observer during the immediate SERVER checks (4.4.1+) is a 400 MySQL.Error that the
+    next try passes."""
+    sim = await simulator("4.5.0.0")
+    try:
+        agent = sim.clusters[0].agents[0]
+        sim.faults.mysql_error(agent=agent.address, times=2)
+
+        def immediate(status: dict[str, Any]) -> Request:
+            return request("mysql", agent.url, status, scope="SERVER", targets=(agent.address,), force=False)
+
+        status = (await step(controller, immediate({}))).status
+        for _ in range(2):
+            decision = await step(controller, immediate(status))
+            status = decision.status
+            assert status["phase"] == "Pending" and status["reason"] == "MySQL.Error", status
+            assert decision.delay is not None and "retrying" in status["message"]
+        status = (await step(controller, immediate(status))).status
+        assert status["phase"] in ("Submitted", "Running") and status["dag"]["id"], status
+        assert len(sim.landed_stops()) == 1
+    finally:
+        await sim.stop()
+
+
+@pytest.mark.parametrize("version", ["4.2.6.0", "4.5.0.0"])
+async def test_force_stop_required_while_the_observer_boots_is_retried(
+    controller: Controller, version: str
+) -> None:
+    """obshell asks for force whenever the observer has no usable connection (obState < 3), also while it boots:
+    retried while the agent says the process is up, failed at once when it says it is not running."""
+    sim = await simulator(version)
+    try:
+        agent = sim.clusters[0].agents[0]
+        sim.set_ob_state(agent.address, 1)
+        status = (await step(controller, request("boot", agent.url, {}))).status
+        decision = await step(controller, request("boot", agent.url, status))
+        assert decision.status["reason"] == "OB.Cluster.ForceStopRequired", decision.status
+        assert decision.status["phase"] == "Pending" and decision.delay is not None
+        assert "obState 1" in decision.status["message"]
+        sim.set_ob_state(agent.address, 3)
+        decision = await step(controller, request("boot", agent.url, decision.status))
+        assert decision.status["dag"]["id"] == sim.landed_stops()[0].dag_id
+
+        down = sim.clusters[0].agents[1]
+        sim.set_ob_state(down.address, 0)
+        status = (await step(controller, request("down", down.url, {}))).status
+        decision = await step(controller, request("down", down.url, status))
+        assert decision.status["phase"] == "Failed" and decision.delay is None, decision.status
+        assert "not running" in decision.status["message"]
+    finally:
+        await sim.stop()
+
+
+# --------------------------------------------------------------------------------------------------------
+# 4. Lists without details
+
+
+async def test_dag_lists_are_asked_for_without_details() -> None:
+    sim = await simulator("4.5.0.0", stage_seconds=0.05)
+    try:
+        agent = sim.clusters[0].agents[0]
+        async with ObshellClient(agent.url, PASSWORD) as client:
+            dag = await client.stop(StopParams(scope=Scope(type=ScopeType.GLOBAL), force=True))
+            await until(lambda: sim.dag(dag.id).terminal)
+            [listed] = await client.agent_dags()
+            assert listed.id == dag.id and listed.nodes is None
+        # The agent's default is every node, sub-task and log line: what the client saves by asking.
+        async with httpx.AsyncClient() as http:
+            signed = ObshellClient(agent.url, PASSWORD, http=http)
+            full = await signed._call("GET", "/api/v1/task/dags/agent")
+        assert full["contents"][0]["nodes"], full
+    finally:
+        await sim.stop()
+
+
+# --------------------------------------------------------------------------------------------------------
+# 5. A busy agent answers 404 too
+
+
+async def test_a_failed_lookup_is_retried_not_taken_for_a_missing_dag(controller: Controller) -> None:
+    sim = await simulator("4.5.0.0", stage_seconds=0.3)
+    try:
+        agent = sim.clusters[0].agents[0]
+        status = (await step(controller, request("busy", agent.url, {}, force=True))).status
+        status = (await step(controller, request("busy", agent.url, status, force=True))).status
+        sim.faults.busy_sqlite(agent=agent.address, times=reconcile.DAG_NOT_FOUND_TRIES + 1)
+        for _ in range(reconcile.DAG_NOT_FOUND_TRIES + 1):
+            decision = await step(controller, request("busy", agent.url, status, force=True))
+            status = decision.status
+            assert status["reason"] == "DagLookupFailed" and decision.delay is not None, status
+            assert "database is locked" in status["message"]
+        await until(lambda: sim.dag(status["dag"]["id"]).terminal)
+        status = (await step(controller, request("busy", agent.url, status, force=True))).status
+        assert status["phase"] == "Succeeded", status
+    finally:
+        await sim.stop()
+
+
+# --------------------------------------------------------------------------------------------------------
+# 8. An agent restart during a stop, and the lock it leaves
+
+
+async def test_a_stop_interrupted_by_an_agent_restart_names_the_lock_to_pass(controller: Controller) -> None:
+    """The receiving agent restarts while node 2 runs: the main DAG fails, its sub-DAGs keep the agents locked.
+    The next stop fails at node 2 (naming only the agents); the holder is in node 1's sub-task logs, and the
+    status says which id to put in forcePassDag."""
+    sim = await simulator("4.5.0.0", stage_seconds=1.0)
+    try:
+        agent = sim.clusters[0].agents[0]
+        status = (await step(controller, request("first", agent.url, {}, force=True))).status
+        status = (await step(controller, request("first", agent.url, status, force=True))).status
+        first = status["dag"]["id"]
+        await until(lambda: sim.dag(first).stage == 2)
+        await sim.restart_agent(agent.address)
+        await until(lambda: sim.dag(first).terminal)
+        status = (await step(controller, request("first", agent.url, status, force=True))).status
+        assert status["phase"] == "Failed" and "interrupted" in status["message"], status
+
+        status = (await step(controller, request("second", agent.url, {}, force=True))).status
+        status = (await step(controller, request("second", agent.url, status, force=True))).status
+        await until(lambda: sim.dag(status["dag"]["id"]).terminal)
+        status = (await step(controller, request("second", agent.url, status, force=True))).status
+        assert status["reason"] == "Task.SubDag.NotAllCreated", status
+        assert f'forcePassDag: ["{first}"]' in status["message"], status["message"]
     finally:
         await sim.stop()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import yaml
@@ -41,7 +41,7 @@ def tool(
 
 def install_chart(s: Stack, release: str, *values: str) -> tuple[str, set[tuple[str, str, str]]]:
     """`helm install` into the stack's namespace; the ServiceAccount's user name and the rules the chart granted
-    (read back from the server, not from the templates)."""
+    it (read back from the server, not from the templates)."""
     tool(
         "helm",
         "install",
@@ -54,19 +54,37 @@ def install_chart(s: Stack, release: str, *values: str) -> tuple[str, set[tuple[
         *values,
         kubeconfig=s.kubeconfig,
     )
-    stored = tool(
-        "kubectl",
-        "get",
-        "clusterroles,roles",
-        "--all-namespaces",
-        "-l",
-        f"app.kubernetes.io/instance={release}",
-        "-o",
-        "yaml",
-        kubeconfig=s.kubeconfig,
-    ).stdout
+
+    def stored(kinds: str) -> list[dict[str, Any]]:
+        out = tool(
+            "kubectl",
+            "get",
+            kinds,
+            "--all-namespaces",
+            "-l",
+            f"app.kubernetes.io/instance={release}",
+            "-o",
+            "yaml",
+            kubeconfig=s.kubeconfig,
+        ).stdout
+        items: list[dict[str, Any]] = yaml.safe_load(out)["items"]
+        return items
+
+    # Only the roles bound to the controller's ServiceAccount: the chart's roles for people (aggregated into
+    # view/edit/admin, templates/user-roles.yaml) are bound to no one by the chart.
+    bound = {
+        (
+            b["roleRef"]["kind"],
+            b["roleRef"]["name"],
+            b["metadata"].get("namespace", "") if b["roleRef"]["kind"] == "Role" else "",
+        )
+        for b in stored("clusterrolebindings,rolebindings")
+        if any(subject["kind"] == "ServiceAccount" for subject in b.get("subjects") or ())
+    }
     granted = set()
-    for role in yaml.safe_load(stored)["items"]:
+    for role in stored("clusterroles,roles"):
+        if (role["kind"], role["metadata"]["name"], role["metadata"].get("namespace", "")) not in bound:
+            continue
         for rule in role.get("rules") or ():
             for group in rule["apiGroups"]:
                 for resource in rule["resources"]:

@@ -32,6 +32,8 @@ VALUE_SETS: dict[str, list[str]] = {
         "resources.requests.cpu=100m,resources.limits.memory=1Gi",
     ],
     "pdb": ["--set", "replicas=2,peering.enabled=true,podDisruptionBudget.enabled=true"],
+    # OpenShift: the user ids left to the platform; the pod must still meet `restricted`.
+    "openshift": ["--set", "runAsFixedUser=false"],
 }
 
 

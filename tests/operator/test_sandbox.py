@@ -5,6 +5,7 @@ outside the source checkout."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -12,6 +13,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 TOOLS = Path(os.environ.get("OBSTOP_TOOLS_BIN") or ROOT / ".tools" / "bin")
@@ -67,7 +69,7 @@ def test_sandbox_keep_serves_kubectl_until_interrupted() -> None:
         lines = []
         for line in proc.stdout:
             lines.append(line.rstrip())
-            if "export KUBECONFIG=" in line:
+            if "Ctrl-C to stop." in line:  # the end of the --keep hint
                 break
         exports = [line for line in lines if "export KUBECONFIG=" in line]
         assert exports, "\n".join(lines)
@@ -83,6 +85,29 @@ def test_sandbox_keep_serves_kubectl_until_interrupted() -> None:
         columns = "NAMESPACE NAME SCOPE TARGETS FORCE PHASE STAGE DAG AGE"
         assert header.split() == columns.split(), header
         assert row.split()[1:7] == ["sandbox-global-force", "GLOBAL", "[]", "true", "Succeeded", "5/5"], row
+        # The hint's request, pasted as printed, is accepted and succeeds on what the sandbox left stopped.
+        hint = "\n".join(lines)
+        heredoc = re.search(
+            r"^(kubectl -n \S+ apply -f -) <<'EOF'\n(.*?)^EOF$", hint, re.DOTALL | re.MULTILINE
+        )
+        assert heredoc, hint
+        kubectl = [str(TOOLS / "kubectl"), "--kubeconfig", str(kubeconfig)]
+        applied = subprocess.run(
+            [*kubectl, *heredoc.group(1).split()[1:]],
+            input=heredoc.group(2),
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert applied.returncode == 0, applied.stderr
+        name = yaml.safe_load(heredoc.group(2))["metadata"]["name"]
+        waited = subprocess.run(
+            [*kubectl, "wait", f"obstop/{name}", "--for=jsonpath={.status.phase}=Succeeded", "--timeout=60s"],
+            capture_output=True,
+            text=True,
+            timeout=90,
+        )
+        assert waited.returncode == 0, waited.stderr
         proc.send_signal(signal.SIGINT)
         assert proc.wait(30) == 0
         assert not kubeconfig.parent.exists(), "the control plane's folder was left behind"

@@ -11,9 +11,9 @@ without a code, or code 1). Nothing is mocked.
 from __future__ import annotations
 
 import pytest
+from obstop.testing.obshell_sim.releases import KNOWN_RELEASES
 
 from obstop.testing.controlplane import ControlPlane
-from obstop.testing.obshell_sim.releases import KNOWN_RELEASES
 from obstop.testing.stack import Stack, stop_request
 
 pytestmark = pytest.mark.timeout(240)

@@ -60,6 +60,15 @@ def test_names_scope_and_version(crd: dict[str, Any]) -> None:
     assert version["subresources"] == {"status": {}}
 
 
+def test_the_crd_outlives_an_uninstall_and_an_argo_cd_application(crd: dict[str, Any]) -> None:
+    """Deleting the CRD deletes every request, and a Git source re-creating them stops the clusters again: Argo CD
+    (which applies crds/ itself) must neither delete it with its Application nor prune it (docs/gitops.md)."""
+    annotations = crd["metadata"]["annotations"]
+    assert annotations["helm.sh/resource-policy"] == "keep"
+    options = set(annotations["argocd.argoproj.io/sync-options"].split(","))
+    assert options == {"Delete=false", "Prune=false"}
+
+
 def test_printer_columns(crd: dict[str, Any]) -> None:
     columns = crd["spec"]["versions"][0]["additionalPrinterColumns"]
     assert [(c["name"], c["jsonPath"]) for c in columns] == [

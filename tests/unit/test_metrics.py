@@ -42,3 +42,18 @@ def test_forgetting_a_request_leaves_the_gauge() -> None:
     metrics.phase("a", "Pending")
     metrics.forget("a")
     assert metrics.requests.labels("Pending")._value.get() == 0
+
+
+def test_every_phase_has_its_series_before_any_request() -> None:
+    """A series that appears with its first sample hides that sample from increase(): the failure alert of the
+    chart's PrometheusRule would miss the first failed request."""
+    metrics = Metrics()
+    samples = {
+        (sample.name, sample.labels.get("phase")): sample.value
+        for family in metrics.registry.collect()
+        for sample in family.samples
+    }
+    for phase in ("Pending", "Submitted", "Running", "Succeeded", "Failed"):
+        assert samples[("obstop_requests", phase)] == 0
+    for phase in ("Succeeded", "Failed"):
+        assert samples[("obstop_dag_duration_seconds_count", phase)] == 0

@@ -94,14 +94,33 @@ def _run(args: argparse.Namespace) -> int:
         return result
 
 
+# The request the --keep hint suggests: one the simulated cluster accepts whatever the sandbox's own stop left
+# stopped (a forced GLOBAL stop of stopped observers succeeds; a ZONE or non-forced stop needs the receiving
+# agent's observer up), sent to a simulated agent on loopback. The examples/ files name agents the sandbox does
+# not run (10.0.0.11, [fd00::11]): applied as they are, they would only fail with AgentNotAllowed.
+HINT_REQUEST = "try-global-force"
+
+
+def keep_hint(kubeconfig: object, namespace: str, agents: list[str]) -> str:
+    """What --keep prints: commands to paste as they are (no file to edit, none needed from a checkout)."""
+    import yaml
+
+    from obstop.testing.stack import stop_request
+
+    manifest = stop_request(HINT_REQUEST, agents[0], scope="GLOBAL", force=True)
+    return (
+        f"keeping the sandbox up. In another shell:\n  export KUBECONFIG={kubeconfig}\n"
+        f"  kubectl -n {namespace} get obstop -w\n"
+        f"and to send another stop (every simulated agent, all observers killed again):\n"
+        f"kubectl -n {namespace} apply -f - <<'EOF'\n{yaml.safe_dump(manifest, sort_keys=False)}EOF\n"
+        f"The Secret {namespace}/obshell-root holds the simulated cluster's password and allows its agents "
+        f"({', '.join(agents)}). Ctrl-C to stop."
+    )
+
+
 def _keep(stack: Stack, say: Callable[[str], None]) -> None:
     agents = [a.address for a in stack.sim.clusters[0].agents]
-    say(f"keeping the sandbox up. In another shell:\n  export KUBECONFIG={stack.kubeconfig}")
-    say(
-        "  kubectl get obstop -w\n"
-        f"  kubectl apply -f examples/zone-immediate.yaml   # after setting its address to {agents[0]}\n"
-        f"The Secret {stack.namespace}/obshell-root holds the simulated cluster's password. Ctrl-C to stop."
-    )
+    say(keep_hint(stack.kubeconfig, stack.namespace, agents))
     try:
         while True:
             time.sleep(3600)

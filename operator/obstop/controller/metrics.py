@@ -19,6 +19,7 @@ from prometheus_client import (
     generate_latest,
 )
 
+from obstop.controller.resource import Phase
 from obstop.obshell import ObshellApiError, ObshellError
 
 
@@ -61,6 +62,12 @@ class Metrics:
         self.submitted = Counter("obstop_stops_submitted_total", "Stops POSTed to obshell", registry=r)
         self._phases: dict[str, str] = {}
         self._polls: dict[str, int] = {}
+        # Every phase's series exists from the start, at 0: Prometheus' increase() cannot see the first failure
+        # in a series that appears with it (the PrometheusRule of the chart alerts on these).
+        for phase in Phase:
+            self.requests.labels(phase.value)
+            if phase.terminal:
+                self.dag_seconds.labels(phase.value)
 
     @contextmanager
     def call(self, name: str) -> Iterator[None]:

@@ -388,7 +388,7 @@ def permanent_error(error: ObshellError) -> tuple[str, str]:
         # Not the password: the signed header's timestamp was already past on the agent's clock. The client
         # signs with the agent's own time, so this means its clock jumped, or the request took that long.
         return (
-            error.reason or "AuthenticationExpired",
+            error.reason,  # its errCode, or HTTP401 when the agent gave none
             f"obshell refused the request as expired: {text}. A signed request is valid for "
             f"{SIGNED_REQUEST_LIFETIME} s of the agent's clock, which the controller learns from its answers: "
             "the agent's clock jumped or the request took longer than that; check the agent's clock (NTP) "
