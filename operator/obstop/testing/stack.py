@@ -106,13 +106,14 @@ class Stack:
         self.namespace = namespace or (f"obstop-{secrets.token_hex(4)}" if shared else "default")
         # A shared API server holds other stacks' requests: watch only our own namespace.
         self.watch_namespace = shared
+        release: dict[str, Any] = {"version": obshell_version} if obshell_version else {}
         self.sim_config = SimulatorConfig(
             password=self.password,
             zones=zones,
             servers_per_zone=servers_per_zone,
             clusters=clusters,
             stage_seconds=stage_seconds,
-            **({"version": obshell_version} if obshell_version else {}),
+            **release,
         )
         self._workdir_arg = workdir
         self._real_kubeconfig = kubeconfig
