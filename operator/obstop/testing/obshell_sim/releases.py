@@ -43,12 +43,8 @@ _VERIFICATION_DETAIL: Version = (4, 2, 6, 0)  # en.json "Verification failed: %v
 _DAG_HISTORY: Version = (4, 3, 0, 0)  # commits 0e32aa5, a327cd9 → 32187ba (also architecture on /info)
 _ERR_CODES: Version = (4, 3, 1, 0)  # commit 43a4c2b → 58d96f3: string errCode
 _STRICT_STOP: Version = (4, 4, 1, 0)  # commit 6163196 → 6bfea90: stop.go CheckStopObParam
-_KEY_1024: Version = (
-    4,
-    4,
-    2,
-    0,
-)  # commit 319e3e6 → d7ec681: lib/crypto/rsa.go KEY_SIZE, DecryptFailed code 1
+# commit 319e3e6 → d7ec681: lib/crypto/rsa.go KEY_SIZE 1024, and code 1 on DecryptFailed
+_KEY_1024: Version = (4, 4, 2, 0)
 
 _VERSION_RE = re.compile(r"^(\d+)\.(\d+)\.(\d+)(?:\.(\d+))?(?:-([0-9A-Za-z._]+))?$")
 

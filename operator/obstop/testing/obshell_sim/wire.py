@@ -48,11 +48,12 @@ CATALOG: dict[str, tuple[int, int, str]] = {
         10008,
         "Unauthorized: Should use agent_password to verify: %s",
     ),
-    "Request.Body.Decrypt.AES.KeyAndIv.Invalid": (500, 0, "AES key and IV size error"),
+    # WrapRetain(Common.Unauthorized, ...): the inner 500 kept, the "Unauthorized: " prefix added (§1.3).
+    "Request.Body.Decrypt.AES.KeyAndIv.Invalid": (500, 0, "Unauthorized: AES key and IV size error"),
     "Request.Body.Decrypt.AES.ContentLength.Invalid": (
         500,
         0,
-        "Decrypted string length is not a multiple of the block size",
+        "Unauthorized: Decrypted string length is not a multiple of the block size",
     ),
     "OB.Cluster.Scope.Invalid": (400, 0, "Scope '%s' is invalid"),
     "OB.Zone.NotExist": (400, 0, "Zone '%s' does not exist"),
