@@ -8,7 +8,7 @@ and v1 for 4.2.2.0 ([PY] client.py __confirm_auth_version). So on the 4.2.2.0 pr
 public history: inferred). On 4.2.3.0 it selects v2 without `supportedAuth`.
 
 The SDK is synchronous (requests), so the simulator runs in its own thread. Its wait loop sleeps 3 s
-between polls, which sets this test's duration (two waits per profile).
+between polls; with `stage_seconds=0` the DAG is finished by the time the SDK asks, so no profile waits.
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ from obstop.testing.obshell_sim import KNOWN_RELEASES, SimulatorConfig, Simulato
 
 @pytest.fixture(scope="module", params=KNOWN_RELEASES)
 def sim_thread(request):  # type: ignore[no-untyped-def]
-    config = SimulatorConfig(password=PASSWORD, zones=3, stage_seconds=0.05, version=request.param)
+    # stage_seconds=0: the DAG is done before the SDK polls again, so its 3 s wait loop never sleeps.
+    config = SimulatorConfig(password=PASSWORD, zones=3, stage_seconds=0, version=request.param)
     with SimulatorThread(config) as sim:
         yield sim
 
