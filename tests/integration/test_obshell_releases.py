@@ -624,3 +624,39 @@ async def test_injected_request_errors_in_the_old_form(sim: ObshellSimulator) ->
     response = await call(sim, "GET", "/api/v1/task/dag/unfinish")
     assert response.status_code == 500
     assert error_of(response) == {"code": 1002, "message": "Unexpected error: Internal Server Error"}
+
+
+@pytest.mark.parametrize("version", ["4.3.0.0", "4.5.0.0"])
+async def test_single_agent_with_an_agent_password_wants_the_agent_header(version: str) -> None:
+    """A SINGLE agent with an agent password set accepts only X-OCS-Agent-Header carrying it (§2.3 step 4)."""
+    async with ObshellSimulator(sim_config(version, zones=1, agent_password="agent-pw-1")) as sim:
+        agent = sim.agents[0]
+        sim.set_identity(agent.address, "SINGLE")
+        uri = "/api/v1/task/dag/unfinish"
+        root = await call(sim, "GET", uri)
+        right = await call(
+            sim,
+            "GET",
+            uri,
+            headers={"X-OCS-Agent-Header": signed_header(agent, uri=uri, password="agent-pw-1")},
+        )
+        wrong = await call(
+            sim, "GET", uri, headers={"X-OCS-Agent-Header": signed_header(agent, uri=uri, password="nope")}
+        )
+    assert (root.status_code, right.status_code, wrong.status_code) == (401, 200, 401)
+    if EXPECT[version].err_codes:
+        assert error_of(root) == {
+            "code": 10008,
+            "errCode": "Security.Authentication.WithAgentPassword",
+            "message": "Unauthorized: Should use agent_password to verify: agent password has been set",
+        }
+        assert error_of(wrong)["errCode"] == "Security.Authentication.IncorrectAgentPassword"
+    else:
+        assert error_of(root) == {
+            "code": 10008,
+            "message": "Verification failed: agent password has been set, use agent password to verify",
+        }
+        assert error_of(wrong) == {
+            "code": 10008,
+            "message": "Verification failed: access denied: agent password is incorrect",
+        }
