@@ -26,7 +26,7 @@ import yaml
 
 from obstop.testing.apiproxy import FaultProxy
 from obstop.testing.controlplane import ADMIN_USER, ControlPlane, die_with_parent, stop_process
-from obstop.testing.obshell_sim import SimulatorConfig, SimulatorThread
+from obstop.testing.obshell_sim import NEWEST, SimulatorConfig, SimulatorThread
 
 GROUP, VERSION, PLURAL = "obshell.oceanbase.com", "v1alpha1", "obstoprequests"
 SECRET_NAME, SECRET_KEY = "obshell-root", "password"
@@ -94,10 +94,12 @@ class Stack:
         control_plane: ControlPlane | None = None,
         kubeconfig: Path | None = None,
         proxy: bool = False,
+        obshell_version: str | None = None,
     ) -> None:
         """The API server is `control_plane` (shared: the stack then works in a fresh namespace of its own and
         the controller watches only that), or any cluster's `kubeconfig` (tests/e2e), or else a control plane
-        that this stack starts and stops. `proxy` puts a FaultProxy between the controller and the server."""
+        that this stack starts and stops. `proxy` puts a FaultProxy between the controller and the server.
+        `obshell_version` is the obshell release the simulated agents behave as (default the newest, §7)."""
         # A fresh random password per stack: tests can then assert it never shows up in logs or status.
         self.password = password or secrets.token_urlsafe(12)
         shared = control_plane is not None or kubeconfig is not None
@@ -110,6 +112,7 @@ class Stack:
             servers_per_zone=servers_per_zone,
             clusters=clusters,
             stage_seconds=stage_seconds,
+            version=obshell_version or NEWEST,
         )
         self._workdir_arg = workdir
         self._real_kubeconfig = kubeconfig
