@@ -92,9 +92,8 @@ class AgentServer:
             ("GET", "/api/v1/task/dag/maintain/agents"): (self._maintain_agents, True),
             ("GET", "/api/v1/agents/status"): (self._agents_status, True),
         }
-        if (
-            sim.release.dag_history_routes
-        ):  # since 4.3.0.0; older agents answer as for any unknown route (§4.1)
+        # Since 4.3.0.0; older agents answer as for any unknown route (§4.1).
+        if sim.release.dag_history_routes:
             self._routes[("GET", "/api/v1/task/dags/agent")] = (self._agent_dags, True)
 
     # ----------------------------------------------------------------------------------------------
@@ -162,13 +161,9 @@ class AgentServer:
     async def _dispatch(self, request: web.Request, *, dropped: bool) -> Any:
         header = self._decrypt_header(request)
         raw_body = await request.read()
-        # Auth v1 (4.2.2.0) sends a plaintext body (§2.4).
-        encrypted = header is not None and header.name != HEADER_V1
-        body = (
-            self._decrypt_body(header, raw_body)
-            if header is not None and encrypted and raw_body
-            else raw_body
-        )
+        body = raw_body
+        if header is not None and header.name != HEADER_V1 and raw_body:  # v1 bodies are plaintext (§2.4)
+            body = self._decrypt_body(header, raw_body)
         handler, protected = self._route(request.method, request.path)
         record = self.sim.new_stop_record(self.agent, dropped) if handler == self._stop else None
         try:
