@@ -358,7 +358,7 @@ async def test_wrong_uri_and_wrong_password(sim: ObshellSimulator) -> None:
         assert error_of(response) == {
             "code": 10008,
             "errCode": "Security.Authentication.Header.UriMismatch",
-            "message": "Unauthorized: URI mismatch",
+            "message": "URI mismatch",  # not wrapped: no "Unauthorized: " prefix (§1.3)
         }
     else:
         assert error_of(response) == old_unauthorized(expect, "uri mismatch")

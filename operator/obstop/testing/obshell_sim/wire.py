@@ -25,7 +25,8 @@ CATALOG: dict[str, tuple[int, int, str]] = {
         "X-OCS-Agent-Header or X-OCS-Header not found in http request header",
     ),
     "Security.Authentication.Header.DecryptFailed": (401, 1, "Decrypt http header failed: %s"),
-    "Security.Authentication.Header.UriMismatch": (401, 10008, "Unauthorized: URI mismatch"),
+    # Occur(...), not wrapped in Common.Unauthorized: no "Unauthorized: " prefix (§1.3, middleware.go Verify).
+    "Security.Authentication.Header.UriMismatch": (401, 10008, "URI mismatch"),
     "Security.Authentication.Expired": (401, 10008, "Unauthorized: Authentication expired"),
     "Security.Authentication.Timestamp.Invalid": (401, 10008, "Unauthorized: Invalid timestamp: %s, err: %s"),
     "Security.Authentication.IncorrectOceanbasePassword": (
