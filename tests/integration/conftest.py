@@ -9,17 +9,22 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-from obshell_sim_helpers import PASSWORD, STAGE_SECONDS
+from obshell_sim_helpers import PASSWORD, sim_config
 
 from obstop.obshell import ObshellClient
-from obstop.testing.obshell_sim import ObshellSimulator, SimulatorConfig
+from obstop.testing.obshell_sim import NEWEST, ObshellSimulator
 
 
 @pytest.fixture
-async def sim() -> AsyncIterator[ObshellSimulator]:
-    async with ObshellSimulator(
-        SimulatorConfig(password=PASSWORD, zones=3, stage_seconds=STAGE_SECONDS)
-    ) as s:
+def obshell_version() -> str:
+    """The obshell release `sim` behaves as: the newest, unless a test parametrizes `obshell_version`, e.g.
+    `@pytest.mark.parametrize("obshell_version", V2_RELEASES)` (obshell_sim_helpers)."""
+    return NEWEST
+
+
+@pytest.fixture
+async def sim(obshell_version: str) -> AsyncIterator[ObshellSimulator]:
+    async with ObshellSimulator(sim_config(obshell_version)) as s:
         yield s
 
 

@@ -12,10 +12,26 @@ from typing import Any
 import httpx
 
 from obstop.obshell import DagDetail, ObshellClient, Scope, ScopeType, StopParams, crypto
-from obstop.testing.obshell_sim import SimAgent
+from obstop.testing.obshell_sim import KNOWN_RELEASES, NEWEST, SimAgent, SimulatorConfig
 
 PASSWORD = "S3cret-root-pw"
 STAGE_SECONDS = 0.02
+# The obshell profiles that speak auth v2 (X-OCS-Header), i.e. every one ObshellClient can talk to: 4.2.2.0
+# (inferred from the SDKs) speaks auth v1 only (fact sheet §2.4).
+V2_RELEASES = tuple(v for v in KNOWN_RELEASES if v != "4.2.2.0")
+
+
+def sim_config(version: str = NEWEST, **overrides: Any) -> SimulatorConfig:
+    """The tests' usual simulated cluster (3 zones, fast stages) behaving as obshell `version` (§7)."""
+    settings: dict[str, Any] = {"password": PASSWORD, "zones": 3, "stage_seconds": STAGE_SECONDS}
+    return SimulatorConfig(**{**settings, **overrides, "version": version})
+
+
+def v1_header(agent: SimAgent, *, password: str = PASSWORD, ts: int | None = None) -> str:
+    """An auth v1 X-OCS-Auth header (obshell 4.2.2.0 only), as [PY] PasswordAuthMethodV1 makes it: one RSA
+    block of {"password", "ts": <int expiry>}."""
+    plain = json.dumps({"password": password, "ts": int(time.time()) + 60 if ts is None else ts})
+    return crypto.rsa_encrypt(agent.key.public_key(), plain.encode())
 
 
 def stop_params(

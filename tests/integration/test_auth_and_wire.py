@@ -170,8 +170,9 @@ async def test_key_rotation_mid_use_is_recovered_once(sim: ObshellSimulator, cli
     assert response.status_code == 401 and error_of(response)["code"] == 1
 
 
-async def test_512_bit_agent_like_obshell_before_4_4_2() -> None:
-    config = SimulatorConfig(password=PASSWORD, zones=1, stage_seconds=0.02, key_bits=512)
+@pytest.mark.parametrize("version", ["4.2.3.0", "4.4.1.0", "4.4.1.1"])
+async def test_512_bit_agent_like_obshell_before_4_4_2(version: str) -> None:
+    config = SimulatorConfig(password=PASSWORD, zones=1, stage_seconds=0.02, version=version)
     async with ObshellSimulator(config) as sim, ObshellClient(sim.agents[0].url, PASSWORD) as client:
         async with httpx.AsyncClient() as raw:
             key_text = (await raw.get(f"{sim.agents[0].url}/api/v1/secret")).json()["data"]["public_key"]

@@ -14,6 +14,7 @@ from obshell_sim_helpers import PASSWORD, stop_params, wait_finished
 
 from obstop.obshell import ObshellApiError, ObshellClient, ObshellTransportError
 from obstop.testing.obshell_sim import ObshellSimulator, SimulatorConfig, SimulatorThread
+from obstop.testing.obshell_sim.releases import DEFAULT_BUILD
 
 
 async def test_dropped_response_may_have_been_delivered_and_did_land(
@@ -88,6 +89,18 @@ async def test_control_routes_over_http(sim: ObshellSimulator) -> None:
         bad = await control.post("/__sim__/faults", json={"kind": "nonsense"})
         assert bad.status_code == 400 and bad.json()["ok"] is False
 
+        # An agent's identity (then stop refuses it, §3.2 step 3); reset makes it a CLUSTER AGENT again.
+        single = {"kind": "identity", "agent": agent.address, "identity": "SINGLE"}
+        assert (await control.post("/__sim__/faults", json=single)).json() == {"ok": True}
+        assert (await control.get("/api/v1/info")).json()["data"]["identity"] == "SINGLE"
+        assert (await control.get("/__sim__/state")).json()["clusters"][0]["agents"][0][
+            "identity"
+        ] == "SINGLE"
+        follower = {"kind": "identity", "agent": agent.address, "identity": "FOLLOWER"}
+        assert (await control.post("/__sim__/faults", json=follower)).status_code == 400
+        await control.post("/__sim__/reset")
+        assert (await control.get("/api/v1/info")).json()["data"]["identity"] == "CLUSTER AGENT"
+
 
 def test_simulator_thread_for_synchronous_code() -> None:
     config = SimulatorConfig(password=PASSWORD, zones=2, clusters=2, stage_seconds=0.02)
@@ -143,3 +156,61 @@ def test_cli_without_a_password_refuses_to_start() -> None:
         [sys.executable, "-m", "obstop.cli", "sim", "--port", "0"], capture_output=True, text=True, env=env
     )
     assert result.returncode == 2 and "OBSTOP_SIM_PASSWORD" in result.stderr
+
+
+def test_cli_serves_the_obshell_release_asked_for() -> None:
+    env = {**os.environ, "OBSTOP_SIM_PASSWORD": PASSWORD}
+    command = [
+        sys.executable,
+        "-m",
+        "obstop.cli",
+        "sim",
+        "--port",
+        "0",
+        "--zones",
+        "1",
+        "--obshell-version",
+        "4.2.6",
+    ]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        assert process.stdout is not None
+        lines = []
+        for line in process.stdout:
+            lines.append(line.split())
+            if line.strip() == "ready":
+                break
+        release = next(line for line in lines if line[0] == "release")
+        assert release[1:3] == ["4.2.6.0", f"4.2.6.0-{DEFAULT_BUILD}"] and release[3] == "512-bit"
+        url = next(line for line in lines if line[0] == "agent")[4]
+        info = httpx.get(f"{url}/api/v1/info").json()["data"]
+        assert info["version"] == "4.2.6.0" and info["supportedAuth"] == ["v2"]
+        missing = httpx.get(f"{url}/api/v1/task/dags/agent")  # absent before 4.3.0.0
+        assert (missing.status_code, missing.json()["error"]) == (
+            400,
+            {"code": 1000, "message": "Bad request: 404 not found"},
+        )
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=10)
+        assert process.returncode == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+
+
+@pytest.mark.parametrize("version", ["4.2.1.0", "four", "4.4"])
+def test_cli_refuses_an_unknown_obshell_version(version: str) -> None:
+    env = {**os.environ, "OBSTOP_SIM_PASSWORD": PASSWORD}
+    result = subprocess.run(
+        [sys.executable, "-m", "obstop.cli", "sim", "--port", "0", "--obshell-version", version],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=30,
+    )
+    assert result.returncode == 2 and "--obshell-version" in result.stderr
+    assert (
+        "known profiles: 4.2.2.0, 4.2.3.0, 4.2.6.0, 4.3.0.0, 4.3.1.0, 4.4.1.0, 4.4.2.0, 4.5.0.0"
+        in result.stderr
+    )

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from obshell_sim_helpers import PASSWORD, stop_params, wait_finished, wait_until
+from obshell_sim_helpers import PASSWORD, V2_RELEASES, stop_params, wait_finished, wait_until
 
 from obstop.obshell import DagOperator, DagState, ObshellApiError, ObshellClient, StopParams
 from obstop.testing.obshell_sim import ObshellSimulator
@@ -27,6 +27,7 @@ def _targets(sim: ObshellSimulator, scope: str) -> list[str]:
     return {"GLOBAL": [], "ZONE": ["zone3"], "SERVER": [agents[2].address]}[scope]
 
 
+@pytest.mark.parametrize("obshell_version", V2_RELEASES)  # every release ObshellClient speaks to (§7)
 @pytest.mark.parametrize(
     ("scope", "mode", "nodes"),
     [

@@ -66,7 +66,8 @@ def _reason_literals(tree: ast.AST) -> Iterator[tuple[str, str]]:
         elif (
             isinstance(node, ast.FunctionDef)
             and node.returns is not None
-            and ast.unparse(node.returns) in ("tuple[str, str]", "tuple[str, str] | None")  # (reason, message)
+            and ast.unparse(node.returns)
+            in ("tuple[str, str]", "tuple[str, str] | None")  # (reason, message)
         ):
             for sub in ast.walk(node):
                 if isinstance(sub, ast.Return) and isinstance(sub.value, ast.Tuple) and sub.value.elts:

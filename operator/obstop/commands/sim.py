@@ -1,7 +1,8 @@
 """`obstop sim`: serve simulated obshell agents on loopback until SIGINT/SIGTERM.
 
-Once listening it prints one line per agent, `agent <ip:port> <zone> <cluster>`, then `ready`, so that a
-parent process can parse where the agents are. The password comes from --password or, to keep it out of
+Once listening it prints which obshell release it serves (`release <version> <status version> <bits>-bit`), one line per
+agent, `agent <ip:port> <zone> <cluster> <url>`, then `ready`, so that a parent process can parse where the agents
+are. `--obshell-version X.Y.Z` picks the release to behave as (fact sheet §7; default the newest). The password comes from --password or, to keep it out of
 the process list, from the environment variable OBSTOP_SIM_PASSWORD.
 """
 
@@ -29,14 +30,33 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--servers-per-zone", type=int, default=1, help="agents per zone")
     parser.add_argument("--clusters", type=int, default=1, help="independent clusters to serve (load tests)")
     parser.add_argument("--stage-seconds", type=float, default=1.0, help="time per DAG stage")
-    parser.add_argument("--key-bits", type=int, choices=(512, 1024), default=1024, help="RSA key size")
+    parser.add_argument(
+        "--obshell-version",
+        default=None,
+        metavar="X.Y.Z[.W]",
+        help="obshell release to behave as, from 4.2.2.0 up (default: the newest; profiles: "
+        "4.2.2.0 4.2.3.0 4.2.6.0 4.3.0.0 4.3.1.0 4.4.1.0 4.4.2.0 4.5.0.0)",
+    )
+    parser.add_argument(
+        "--key-bits",
+        type=int,
+        choices=(512, 1024),
+        default=None,
+        help="RSA key size (default: the release's, 512 before 4.4.2.0, 1024 from it)",
+    )
     parser.add_argument("--tls-cert", help="serve https with this PEM certificate (chain)")
     parser.add_argument("--tls-key", help="private key of --tls-cert")
 
 
 def main(args: argparse.Namespace) -> int:
-    from obstop.testing.obshell_sim import SimulatorConfig
+    from obstop.testing.obshell_sim import SimulatorConfig, releases
 
+    version = args.obshell_version if args.obshell_version is not None else releases.NEWEST
+    try:
+        releases.Release.parse(version)
+    except ValueError as exc:
+        print(f"obstop sim: --obshell-version: {exc}", file=sys.stderr)
+        return 2
     password = args.password if args.password is not None else os.environ.get(PASSWORD_ENV)
     if password is None:
         print(f"obstop sim: give --password or set {PASSWORD_ENV}", file=sys.stderr)
@@ -56,6 +76,7 @@ def main(args: argparse.Namespace) -> int:
             host=args.host,
             base_port=args.port,
             ssl_context=ssl_context,
+            version=version,
         )
     except ValueError as exc:
         print(f"obstop sim: {exc}", file=sys.stderr)
@@ -77,6 +98,13 @@ async def serve(config: SimulatorConfig) -> None:
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     async with ObshellSimulator(config) as sim:
+        release = sim.release
+        # Which obshell release this is (`inferred`: 4.2.2.0, known from the SDKs only, §7).
+        inferred = " inferred" if release.auth_v1_only else ""
+        print(
+            f"release {release.version} {release.status_version} {config.rsa_key_bits}-bit{inferred}",
+            flush=True,
+        )
         for cluster in sim.clusters:
             print(f"cluster {cluster.name} {len(cluster.agents)} agents", flush=True)
             for agent in cluster.agents:

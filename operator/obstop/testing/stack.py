@@ -26,7 +26,7 @@ import yaml
 
 from obstop.testing.apiproxy import FaultProxy
 from obstop.testing.controlplane import ADMIN_USER, ControlPlane, die_with_parent, stop_process
-from obstop.testing.obshell_sim import SimulatorConfig, SimulatorThread
+from obstop.testing.obshell_sim import NEWEST, SimulatorConfig, SimulatorThread
 
 GROUP, VERSION, PLURAL = "obshell.oceanbase.com", "v1alpha1", "obstoprequests"
 SECRET_NAME, SECRET_KEY = "obshell-root", "password"
@@ -106,14 +106,13 @@ class Stack:
         self.namespace = namespace or (f"obstop-{secrets.token_hex(4)}" if shared else "default")
         # A shared API server holds other stacks' requests: watch only our own namespace.
         self.watch_namespace = shared
-        release: dict[str, Any] = {"version": obshell_version} if obshell_version else {}
         self.sim_config = SimulatorConfig(
             password=self.password,
             zones=zones,
             servers_per_zone=servers_per_zone,
             clusters=clusters,
             stage_seconds=stage_seconds,
-            **release,
+            version=obshell_version or NEWEST,
         )
         self._workdir_arg = workdir
         self._real_kubeconfig = kubeconfig

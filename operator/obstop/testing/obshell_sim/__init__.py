@@ -7,13 +7,15 @@
         sim.faults.fail_stop("Make sure all agents are ready", "Some.Code", "why")
         assert len(sim.landed_stops()) == 1
 
-`SimulatorThread` runs the same in a thread for synchronous code; `obstop sim` runs it as a process.
+`SimulatorConfig(version="4.2.6.0")` behaves as that obshell release (fact sheet §7; releases.py, default the
+newest). `SimulatorThread` runs the same in a thread for synchronous code; `obstop sim` runs it as a process.
 Uses the client's wire helpers (obstop.obshell.crypto, .ids), never the controller.
 """
 
 from obstop.testing.obshell_sim.cluster import SimAgent, SimCluster
 from obstop.testing.obshell_sim.dags import Dag, Node, SubTask
 from obstop.testing.obshell_sim.faults import Faults, StopFailure
+from obstop.testing.obshell_sim.releases import KNOWN_RELEASES, NEWEST, Release
 from obstop.testing.obshell_sim.simulator import (
     ObshellSimulator,
     SimulatorConfig,
@@ -22,10 +24,13 @@ from obstop.testing.obshell_sim.simulator import (
 )
 
 __all__ = [
+    "KNOWN_RELEASES",
+    "NEWEST",
     "Dag",
     "Faults",
     "Node",
     "ObshellSimulator",
+    "Release",
     "SimAgent",
     "SimCluster",
     "SimulatorConfig",

@@ -24,9 +24,21 @@ from obstop.obshell.errors import InvalidGenericId
 from obstop.testing.obshell_sim import clock
 from obstop.testing.obshell_sim import dags as d
 from obstop.testing.obshell_sim.faults import Faults, StopFailure
+from obstop.testing.obshell_sim.releases import NEWEST_RELEASE, Release
 from obstop.testing.obshell_sim.wire import ApiError, api_error
 
 IDENTITY = "CLUSTER AGENT"
+# Identities an agent can be given (meta/agent.go, §5). FOLLOWER is left out: it forwards to its MASTER (§2.3).
+SIMULATED_IDENTITIES = (
+    IDENTITY,
+    "SINGLE",
+    "MASTER",
+    "TAKE OVER MASTER",
+    "TAKE OVER FOLLOWER",
+    "SCALING OUT",
+    "SCALING IN",
+    "UNIDENTIFIED",
+)
 DEFAULT_AGENT_PORT = 2886
 OB_STATE_AVAILABLE = 3
 OB_STATE_DOWN = 0
@@ -75,6 +87,7 @@ class SimAgent:
     pid: int = field(default_factory=lambda: 10_000 + int.from_bytes(os.urandom(2), "big"))
     started_at_ns: int = field(default_factory=time.time_ns)
     url: str = ""  # set once listening: http(s)://ip:port
+    identity: str = IDENTITY  # meta.OCS_AGENT identity; only CLUSTER AGENT may stop (§3.2 step 3)
 
     def __post_init__(self) -> None:
         self.ids = d.IdAllocator(self.ip, self.port)
@@ -129,11 +142,11 @@ class SimAgent:
         node.sub_tasks.append(task)
         return task
 
-    def status_wire(self, version: str) -> dict[str, Any]:
+    def status_wire(self, release: Release) -> dict[str, Any]:
         return {
-            "agent": {"ip": self.ip, "port": self.port, "identity": IDENTITY},
+            "agent": {"ip": self.ip, "port": self.port, "identity": self.identity},
             "state": 2,
-            "version": version,
+            "version": release.status_version,  # "<version>-<release>" (§7)
             "pid": self.pid,
             "startAt": self.started_at_ns,
             "port": self.port,
@@ -142,23 +155,29 @@ class SimAgent:
             "underMaintenance": self.under_maintenance,
         }
 
-    def info_wire(self, version: str) -> dict[str, Any]:
-        return {
+    def info_wire(self, release: Release) -> dict[str, Any]:
+        # The plain four-part version; later fields only from the release that added them (§5, §7).
+        info: dict[str, Any] = {
             "ip": self.ip,
             "port": self.port,
             "zone": self.zone,
-            "identity": IDENTITY,
-            "version": version,
+            "identity": self.identity,
+            "version": release.version,
             "pid": self.pid,
             "state": 2,
             "startAt": self.started_at_ns,
             "homePath": "/home/admin/oceanbase",
-            "obVersion": version.split("-")[0],
-            "architecture": "x86_64",
-            "isObproxyAgent": False,
-            "security": False,
-            "supportedAuth": ["v2"],
         }
+        if release.info_ob_version:
+            info["obVersion"] = release.version
+        if release.info_architecture:
+            info["architecture"] = "x86_64"
+        if release.info_security:
+            info["isObproxyAgent"] = False
+            info["security"] = False
+        if release.supported_auth:
+            info["supportedAuth"] = ["v2"]
+        return info
 
 
 @dataclass
@@ -254,8 +273,10 @@ class SimCluster:
         node_seconds: Mapping[str, float] | None = None,
         stage_jitter: float = 0.0,
         rng: random.Random | None = None,
+        release: Release = NEWEST_RELEASE,
     ) -> None:
         self.name = name
+        self.release = release
         self.agents: list[SimAgent] = []
         self._password = password
         self.stage_seconds = stage_seconds
@@ -297,7 +318,12 @@ class SimCluster:
         if kind not in ("GLOBAL", "ZONE", "SERVER"):
             raise api_error("OB.Cluster.Scope.Invalid", kind)
         if kind != "GLOBAL" and not request.targets:
-            raise api_error("Common.IllegalArgument", "target", "target is empty")
+            raise api_error(
+                "Common.IllegalArgument",
+                "target",
+                "target is empty",
+                legacy=f"{kind.lower()} scope must have target",  # before 4.3.1.0 (info.go IsValidScope)
+            )
         if kind == "ZONE":
             for zone in request.targets:
                 if zone not in self.zones:
@@ -313,14 +339,19 @@ class SimCluster:
                     request.target_agents.append(agent)
         else:
             request.target_agents = list(self.agents)
-        # Identity is always CLUSTER AGENT here (an initialised cluster), so step 3 always passes.
+        if receiver.identity != IDENTITY:
+            raise api_error(
+                "Agent.Identify.NotSupportOperation", receiver.address, receiver.identity, IDENTITY
+            )
         if kind == "GLOBAL" and not request.kills:
             raise api_error("OB.Cluster.ForceStopOrTerminateRequired")
         if request.force and request.terminate:
             raise api_error("OB.Cluster.StopModeConflict")
-        if (not request.force or kind == "ZONE") and receiver.ob_state != OB_STATE_AVAILABLE:
+        # ZONE even with force, and the immediate checks, only from 4.4.1.0 (§3.2, §7 row "stop checks").
+        strict = self.release.strict_stop_checks
+        if (not request.force or (strict and kind == "ZONE")) and receiver.ob_state != OB_STATE_AVAILABLE:
             raise api_error("OB.Cluster.ForceStopRequired")  # GetState() != 3, booting included (§6 item 20)
-        if not request.kills:
+        if strict and not request.kills:
             self._immediate_queries(receiver)
             self._check_immediate(request)
         return request
@@ -427,7 +458,7 @@ class SimCluster:
             for other in node.sub_tasks:
                 other.state, other.end_time = d.State.SUCCEED, _now()
             task.state = d.State.FAILED
-            task.log(f"ERROR: [{exc.err_code}]: {exc.message}")
+            task.log(self.release.error_line(exc.err_code, exc.message))
             node.state, node.end_time = d.State.FAILED, _now()
             self._finish(dag, d.State.FAILED)
             return
@@ -942,6 +973,7 @@ class SimCluster:
         for agent in self.agents:
             agent.observer_running, agent.service_stopped = True, False
             agent.ob_connection, agent.stalled = OB_STATE_AVAILABLE, False
+            agent.identity = IDENTITY
             agent.dags.clear()
             agent.request_times.clear()
             agent.peak_in_flight = agent.in_flight

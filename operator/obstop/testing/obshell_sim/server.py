@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
 HEADER_ROOT = "X-OCS-Header"
 HEADER_AGENT = "X-OCS-Agent-Header"
+HEADER_V1 = "X-OCS-Auth"  # auth v1, 4.2.2.0 only (§2.4; inferred from the SDKs)
 HEADER_TRACE = "X-OBSHELL-Trace-ID"
 CONTROL_PREFIX = "/__sim__/"
 STOP_PATH = "/api/v1/ob/stop"
@@ -88,10 +89,12 @@ class AgentServer:
             ("POST", STOP_PATH): (self._stop, True),
             ("GET", "/api/v1/task/dag/unfinish"): (self._cluster_unfinished, True),
             ("GET", "/api/v1/task/dag/agent/unfinish"): (self._agent_unfinished, True),
-            ("GET", "/api/v1/task/dags/agent"): (self._agent_dags, True),
             ("GET", "/api/v1/task/dag/maintain/agents"): (self._maintain_agents, True),
             ("GET", "/api/v1/agents/status"): (self._agents_status, True),
         }
+        # Since 4.3.0.0; older agents answer as for any unknown route (§4.1).
+        if sim.release.dag_history_routes:
+            self._routes[("GET", "/api/v1/task/dags/agent")] = (self._agent_dags, True)
 
     # ----------------------------------------------------------------------------------------------
     # Lifecycle
@@ -135,15 +138,16 @@ class AgentServer:
         given_trace = request.headers.get(HEADER_TRACE, "")
         trace = given_trace or ("" if request.path == "/api/v1/status" else new_trace_id())
         faults = self.sim.faults.take_request_faults(self.agent.address, request.method, request.path)
+        release = self.sim.release
         status, data, error = 200, None, None
         if faults.error:
             error = api_error("Common.Unexpected", "Internal Server Error")
-            status = error.status
+            status = error.status_in(release)
         else:
             try:
                 data = await self._dispatch(request, dropped=faults.drop)
             except ApiError as exc:
-                status, error = exc.status, exc
+                status, error = exc.status_in(release), exc
         if faults.delay:
             await asyncio.sleep(faults.delay)
         if faults.drop and request.transport is not None:
@@ -151,13 +155,15 @@ class AgentServer:
             request.transport.abort()
             raise asyncio.CancelledError
         duration = int((time.monotonic() - started) * 1000)
-        body = envelope(status, trace_id=trace, duration_ms=duration, data=data, error=error)
+        body = envelope(status, trace_id=trace, duration_ms=duration, data=data, error=error, release=release)
         return web.Response(status=status, body=body, content_type="application/json")
 
     async def _dispatch(self, request: web.Request, *, dropped: bool) -> Any:
         header = self._decrypt_header(request)
         raw_body = await request.read()
-        body = self._decrypt_body(header, raw_body) if header is not None and raw_body else raw_body
+        body = raw_body
+        if header is not None and header.name != HEADER_V1 and raw_body:  # v1 bodies are plaintext (§2.4)
+            body = self._decrypt_body(header, raw_body)
         handler, protected = self._route(request.method, request.path)
         record = self.sim.new_stop_record(self.agent, dropped) if handler == self._stop else None
         try:
@@ -169,7 +175,7 @@ class AgentServer:
             result = await handler(call)
         except ApiError as exc:
             if record is not None:
-                record.status, record.error = exc.status, exc.err_code
+                record.status, record.error = exc.status_in(self.sim.release), exc.err_code
             raise
         if record is not None and isinstance(result, dict):
             record.dag_id = result.get("id")
@@ -191,7 +197,12 @@ class AgentServer:
     # Auth (§2.3)
 
     def _decrypt_header(self, request: web.Request) -> SignedHeader | None:
-        name = HEADER_AGENT if HEADER_AGENT in request.headers else HEADER_ROOT
+        release = self.sim.release
+        if release.auth_v1_only:
+            return self._decrypt_v1_header(request)
+        # X-OCS-Agent-Header exists (and wins over X-OCS-Header) only from 4.2.6.0 (§2.3, §7).
+        use_agent = release.agent_header and HEADER_AGENT in request.headers
+        name = HEADER_AGENT if use_agent else HEADER_ROOT
         value = request.headers.get(name)
         if value is None:
             return None
@@ -233,6 +244,25 @@ class AgentServer:
             ) from None
         return SignedHeader(name, text["auth"], text["ts"], text["uri"], keys)
 
+    def _decrypt_v1_header(self, request: web.Request) -> SignedHeader | None:
+        """Auth v1 (4.2.2.0 only): `X-OCS-Auth` = RSA of {"password", "ts": <int expiry>}, no Uri, no body keys.
+
+        Inferred from [PY] auth/password.py PasswordAuthMethodV1 (§2.4): the 4.2.2 server is not in public
+        history, so how it reports a failure is a guess (401 10008, like 4.2.3). It does not know X-OCS-Header."""
+        value = request.headers.get(HEADER_V1)
+        if value is None:
+            return None
+        try:
+            fields = json.loads(crypto.rsa_decrypt(self.agent.key, value))
+        except (crypto.CryptoError, ValueError, UnicodeDecodeError):
+            fields = None
+        if not isinstance(fields, dict):
+            raise api_error("Security.Authentication.Header.DecryptFailed", "crypto/rsa: decryption error")
+        password, ts = fields.get("password"), fields.get("ts")
+        if not isinstance(password, str) or isinstance(ts, bool) or not isinstance(ts, int):
+            raise api_error("Security.Authentication.Header.DecryptFailed", "invalid auth v1 header")
+        return SignedHeader(HEADER_V1, password, str(ts), "", b"")
+
     @staticmethod
     def _decrypt_body(header: SignedHeader, raw: bytes) -> bytes:
         if len(header.keys) < crypto.AES_KEY_SIZE + crypto.AES_BLOCK_SIZE:
@@ -251,26 +281,63 @@ class AgentServer:
     def _verify(self, header: SignedHeader | None, request: web.Request) -> None:
         if header is None:
             raise api_error("Request.Header.NotFound")
+        # From 4.2.6.0 the Uri is checked first; 4.2.3.0-4.2.5.x check Ts and password first (§2.3, §7).
+        # Auth v1 (4.2.2.0) signs no Uri.
+        check_uri = header.name != HEADER_V1
+        if check_uri and self.sim.release.uri_checked_first:
+            self._verify_uri(header, request)
+        self._verify_ts(header)
+        self._verify_password(header)
+        if check_uri and not self.sim.release.uri_checked_first:
+            self._verify_uri(header, request)
+
+    @staticmethod
+    def _verify_uri(header: SignedHeader, request: web.Request) -> None:
         if header.uri != request.raw_path:
             raise api_error("Security.Authentication.Header.UriMismatch")
+
+    @staticmethod
+    def _verify_ts(header: SignedHeader) -> None:
         now = int(clock.time())
         if header.auth != "":
             try:
                 expiry = int(header.ts)
             except ValueError:
                 raise api_error(
-                    "Security.Authentication.Timestamp.Invalid", header.ts, "strconv.ParseInt: invalid syntax"
+                    "Security.Authentication.Timestamp.Invalid",
+                    header.ts,
+                    f"strconv.ParseInt: parsing {json.dumps(header.ts)}: invalid syntax",
                 ) from None
             if now > expiry:
                 raise api_error("Security.Authentication.Expired")
+
+    def _verify_password(self, header: SignedHeader) -> None:
+        if self.agent.identity == "SINGLE":
+            # An agent outside any cluster: with no agent password set any decryptable header passes; with one,
+            # only X-OCS-Agent-Header carrying it (§2.3 step 4).
+            if not self.sim.has_agent_password:
+                return
+            if header.name != HEADER_AGENT:
+                raise api_error("Security.Authentication.WithAgentPassword", "agent password has been set")
+            if not self.sim.agent_password_matches(header.auth):
+                raise api_error("Security.Authentication.IncorrectAgentPassword")
+            return
         if header.name == HEADER_AGENT:
             if not self.sim.agent_password_matches(header.auth):
                 if self.sim.has_agent_password:
                     raise api_error("Security.Authentication.IncorrectAgentPassword")
-                raise api_error("Security.Authentication.WithOceanBasePassword", "agent password is not set")
+                raise api_error(
+                    "Security.Authentication.WithOceanBasePassword", "agent password is not initialized"
+                )
             return
         if not self.agent.cluster.password_matches(header.auth):
-            raise api_error("Security.Authentication.IncorrectOceanbasePassword")
+            # Before 4.3.1.0 the detail says whether OB was there to ask (secure/auth.go VerifyAuth @737982a).
+            legacy = (
+                "access denied"
+                if self.agent.observer_running
+                else "access denied: oceanbase password is incorrect"
+            )
+            raise api_error("Security.Authentication.IncorrectOceanbasePassword", legacy=legacy)
 
     # ----------------------------------------------------------------------------------------------
     # Routes
@@ -286,10 +353,10 @@ class AgentServer:
         }
 
     async def _info(self, call: Call) -> Any:
-        return self.agent.info_wire(self.sim.config.version)
+        return self.agent.info_wire(self.sim.release)
 
     async def _status(self, call: Call) -> Any:
-        return self.agent.status_wire(self.sim.config.version)
+        return self.agent.status_wire(self.sim.release)
 
     async def _time(self, call: Call) -> Any:
         return go_time(clock.now())  # a Go time.Time: an RFC 3339 string, not a number (§5)
@@ -346,8 +413,8 @@ class AgentServer:
         return result
 
     async def _agents_status(self, call: Call) -> Any:
-        version = self.sim.config.version
-        return {a.address: a.status_wire(version) for a in self.agent.cluster.agents if a.serving}
+        release = self.sim.release
+        return {a.address: a.status_wire(release) for a in self.agent.cluster.agents if a.serving}
 
 
 def bind_socket(host: str, port: int) -> socket.socket:

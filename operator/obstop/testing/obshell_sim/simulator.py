@@ -14,27 +14,31 @@ from typing import Any, TypeVar
 from aiohttp import web
 
 from obstop.testing.loop import LoopThread
-from obstop.testing.obshell_sim import clock, keys
-from obstop.testing.obshell_sim.cluster import SimAgent, SimCluster
+from obstop.testing.obshell_sim import clock, keys, releases
+from obstop.testing.obshell_sim.cluster import SIMULATED_IDENTITIES, SimAgent, SimCluster
 from obstop.testing.obshell_sim.dags import Dag
 from obstop.testing.obshell_sim.faults import Faults
 from obstop.testing.obshell_sim.server import AgentServer, bind_socket
 
 _T = TypeVar("_T")
-DEFAULT_VERSION = "4.5.0.0-100000012025061012"
+DEFAULT_VERSION = releases.NEWEST
 
 
 @dataclass(frozen=True)
 class SimulatorConfig:
     """What to simulate. `base_port=0` picks free ports (not necessarily consecutive); otherwise agents
-    take consecutive ports from `base_port`, cluster after cluster."""
+    take consecutive ports from `base_port`, cluster after cluster.
+
+    `version` is the obshell release to behave as (fact sheet §7): "4.4.1.0", "4.4.1" or "4.4.1.0-<release>",
+    any version from 4.2.2.0 up (`releases.KNOWN_RELEASES` are the named profiles); `release` is its parsed
+    behaviour. `key_bits` overrides the release's RSA key size (512 before 4.4.2.0, 1024 from it)."""
 
     password: str = field(repr=False)
     zones: int = 3
     servers_per_zone: int = 1
     clusters: int = 1
     stage_seconds: float = 1.0
-    key_bits: int = 1024
+    key_bits: int | None = None
     host: str = "127.0.0.1"
     base_port: int = 0
     ssl_context: ssl.SSLContext | None = None
@@ -45,16 +49,24 @@ class SimulatorConfig:
     node_seconds: Mapping[str, float] | None = None
     stage_jitter: float = 0.0
     seed: int | None = None
+    release: releases.Release = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        # Frozen: the parsed release is set once here (ValueError for an unparseable or too old version).
+        object.__setattr__(self, "release", releases.Release.parse(self.version))
         if self.zones < 1 or self.servers_per_zone < 1 or self.clusters < 1:
             raise ValueError("zones, servers_per_zone and clusters must be at least 1")
         if self.stage_seconds < 0 or any(v < 0 for v in (self.node_seconds or {}).values()):
             raise ValueError("stage_seconds and node_seconds must not be negative")
         if not 0 <= self.stage_jitter < 1:
             raise ValueError("stage_jitter must be in [0, 1)")
-        if self.key_bits not in keys.SUPPORTED_KEY_BITS:
+        if self.key_bits is not None and self.key_bits not in keys.SUPPORTED_KEY_BITS:
             raise ValueError(f"key_bits must be one of {keys.SUPPORTED_KEY_BITS}")
+
+    @property
+    def rsa_key_bits(self) -> int:
+        """The agents' RSA key size: `key_bits` if given, else the release's (§2.2)."""
+        return self.key_bits if self.key_bits is not None else self.release.key_bits
 
 
 @dataclass
@@ -124,6 +136,7 @@ class ObshellSimulator:
                     node_seconds=cfg.node_seconds,
                     stage_jitter=cfg.stage_jitter,
                     rng=rng,
+                    release=cfg.release,
                 )
                 cluster.faults = self.faults
                 self.clusters.append(cluster)
@@ -133,7 +146,11 @@ class ObshellSimulator:
                         bound = sock.getsockname()[1]
                         port = port + 1 if port else 0
                         agent = SimAgent(
-                            cfg.host, bound, f"zone{zone}", keys.generate_private_key(cfg.key_bits), cluster
+                            cfg.host,
+                            bound,
+                            f"zone{zone}",
+                            keys.generate_private_key(cfg.rsa_key_bits),
+                            cluster,
                         )
                         cluster.agents.append(agent)
                         server = AgentServer(agent, self, cfg.ssl_context)
@@ -173,6 +190,11 @@ class ObshellSimulator:
                     return dag
         raise KeyError(f"no DAG {generic_id}")
 
+    @property
+    def release(self) -> releases.Release:
+        """The obshell release every agent behaves as (SimulatorConfig.version)."""
+        return self.config.release
+
     def landed_stops(self, cluster: str | None = None) -> list[StopRecord]:
         return [r for r in self.stops if r.landed and (cluster is None or r.cluster == cluster)]
 
@@ -182,7 +204,7 @@ class ObshellSimulator:
     def rotate_key(self, address: str | None = None) -> None:
         """New RSA key pair(s): headers made with the old public key now get 401 code 1."""
         for agent in [self.agent(address)] if address else self.agents:
-            agent.key = keys.generate_private_key(self.config.key_bits)
+            agent.key = keys.generate_private_key(self.config.rsa_key_bits)
 
     async def agent_down(self, address: str) -> None:
         """Stop listening (connection refused); state and key are kept, as in the agent's sqlite."""
@@ -249,6 +271,13 @@ class ObshellSimulator:
         self._servers[agent.address] = server
         await server.start(sock)
 
+    def set_identity(self, address: str, identity: str) -> None:
+        """Give an agent another identity (`/api/v1/info` `identity`), e.g. "SINGLE": stop and start then refuse
+        with the identity error of the release (§3.2, §7). FOLLOWER is not simulated (it forwards to a MASTER)."""
+        if identity not in SIMULATED_IDENTITIES:
+            raise ValueError(f"identity must be one of {', '.join(SIMULATED_IDENTITIES)}, not {identity!r}")
+        self.agent(address).identity = identity
+
     def set_clock_offset(self, seconds: float) -> None:
         """Skew the agents' clock (auth expiry, /api/v1/time, envelope and DAG times) by `seconds` from ours.
 
@@ -288,6 +317,7 @@ class ObshellSimulator:
                         {
                             "address": agent.address,
                             "zone": agent.zone,
+                            "identity": agent.identity,
                             "serving": agent.serving,
                             "obState": agent.ob_state,
                             "serviceStopped": agent.service_stopped,
@@ -314,7 +344,10 @@ class ObshellSimulator:
         }
 
     async def control(self, request: web.Request) -> web.StreamResponse:
-        """/__sim__/...: GET stops|state|faults|load, POST faults|reset. Plain JSON, no auth (loopback only)."""
+        """/__sim__/...: GET stops|state|faults|load, POST faults|reset. Plain JSON, no auth (loopback only).
+
+        POST faults also takes actions: {"kind": "rotate_key"|"agent_down"|"agent_up"|"clock_offset"|"observer"|
+        "identity", ...}, e.g. {"kind": "identity", "agent": "127.0.0.1:2886", "identity": "SINGLE"}."""
         action = request.path.removeprefix("/__sim__/").strip("/")
         try:
             if request.method == "GET" and action == "stops":
@@ -376,6 +409,8 @@ class ObshellSimulator:
             )
         elif kind == "clock_offset":
             self.set_clock_offset(float(spec["seconds"]))
+        elif kind == "identity":
+            self.set_identity(str(spec["agent"]), str(spec["identity"]))
         elif kind == "observer":
             self.set_observer(str(spec["agent"]), running=bool(spec["running"]))
         else:
@@ -436,6 +471,11 @@ class SimulatorThread:
         result: list[StopRecord] = self._sync(lambda: list(self.simulator.stops))
         return result
 
+    @property
+    def release(self) -> releases.Release:
+        """The obshell release every agent behaves as (SimulatorConfig.version)."""
+        return self.config.release
+
     def landed_stops(self, cluster: str | None = None) -> list[StopRecord]:
         result: list[StopRecord] = self._sync(self.simulator.landed_stops, cluster)
         return result
@@ -492,6 +532,9 @@ class SimulatorThread:
 
     def set_clock_offset(self, seconds: float) -> None:
         self._sync(self.simulator.set_clock_offset, seconds)
+
+    def set_identity(self, address: str, identity: str) -> None:
+        self._sync(self.simulator.set_identity, address, identity)
 
     def reset(self) -> None:
         self._sync(self.simulator.reset)

@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from obstop.testing.obshell_sim import clock
+from obstop.testing.obshell_sim.releases import NEWEST_RELEASE, Release
 
 # errCode → (HTTP status, old numeric code or 0, English message template), from obshell's en.json.
 CATALOG: dict[str, tuple[int, int, str]] = {
@@ -24,7 +25,8 @@ CATALOG: dict[str, tuple[int, int, str]] = {
         "X-OCS-Agent-Header or X-OCS-Header not found in http request header",
     ),
     "Security.Authentication.Header.DecryptFailed": (401, 1, "Decrypt http header failed: %s"),
-    "Security.Authentication.Header.UriMismatch": (401, 10008, "Unauthorized: URI mismatch"),
+    # Occur(...), not wrapped in Common.Unauthorized: no "Unauthorized: " prefix (§1.3, middleware.go Verify).
+    "Security.Authentication.Header.UriMismatch": (401, 10008, "URI mismatch"),
     "Security.Authentication.Expired": (401, 10008, "Unauthorized: Authentication expired"),
     "Security.Authentication.Timestamp.Invalid": (401, 10008, "Unauthorized: Invalid timestamp: %s, err: %s"),
     "Security.Authentication.IncorrectOceanbasePassword": (
@@ -42,11 +44,17 @@ CATALOG: dict[str, tuple[int, int, str]] = {
         10008,
         "Unauthorized: Should use oceanbase_password to verify: %s",
     ),
-    "Request.Body.Decrypt.AES.KeyAndIv.Invalid": (500, 0, "AES key and IV size error"),
+    "Security.Authentication.WithAgentPassword": (
+        401,
+        10008,
+        "Unauthorized: Should use agent_password to verify: %s",
+    ),
+    # WrapRetain(Common.Unauthorized, ...): the inner 500 kept, the "Unauthorized: " prefix added (§1.3).
+    "Request.Body.Decrypt.AES.KeyAndIv.Invalid": (500, 0, "Unauthorized: AES key and IV size error"),
     "Request.Body.Decrypt.AES.ContentLength.Invalid": (
         500,
         0,
-        "Decrypted string length is not a multiple of the block size",
+        "Unauthorized: Decrypted string length is not a multiple of the block size",
     ),
     "OB.Cluster.Scope.Invalid": (400, 0, "Scope '%s' is invalid"),
     "OB.Zone.NotExist": (400, 0, "Zone '%s' does not exist"),
@@ -88,29 +96,151 @@ CATALOG: dict[str, tuple[int, int, str]] = {
 }
 
 
-class ApiError(Exception):
-    """An error the simulated agent answers with. Build one with `api_error(errCode, *args)`."""
+DECRYPT_FAILED = "Security.Authentication.Header.DecryptFailed"
 
-    def __init__(self, status: int, err_code: str, message: str, code: int = 0) -> None:
+# Before 4.3.1.0 (4.2.x-4.3.0.0) errors were {code, message} with a numeric code per kind, and the message the
+# kind's en.json template around the detail text (§1.2, §7; agent/errors/errorcode.go, en.json @424f28a, @32187ba).
+_BAD_REQUEST = (400, 1000, "Bad request: %s")
+_ILLEGAL_ARGUMENT = (400, 1001, "Illegal argument: %s")
+_UNEXPECTED = (500, 1002, "Unexpected error: %s")
+_KNOWN = (500, 1010, "Known error: %s")
+_TASK_NOT_FOUND = (404, 2300, "Task not found: %s")
+# Every auth failure, a missing header and body-decrypt failures included: 401 10008, message per release.
+_UNAUTHORIZED: tuple[int, int, str | None] = (401, 10008, None)
+_LEGACY_CODE_BY_STATUS = {400: 1000, 401: 10008, 404: 2300, 500: 1002}
+
+# errCode → (old kind, detail text). The detail is a str.format template over the errCode's arguments, as the old
+# code wrote it (agent/executor/ob/stop.go, executor/ob/info.go IsValidScope, service/task/dag.go,
+# engine/task/task_dto.go ConvertGenericID, api/common/middleware.go, secure/auth.go @32187ba and @737982a).
+LEGACY: dict[str, tuple[tuple[int, int, str | None], str]] = {
+    "Common.NotFound": (_BAD_REQUEST, "{0}"),  # NoRoute: 400 "Bad request: 404 not found" (§1.1)
+    "Common.Unexpected": (_UNEXPECTED, "{0}"),
+    "Common.BindJsonFailed": (_ILLEGAL_ARGUMENT, "{0}"),
+    "Common.IllegalArgument": (_ILLEGAL_ARGUMENT, "{1}"),
+    "Common.InvalidIp": (_ILLEGAL_ARGUMENT, "{0} is not a valid IP address"),
+    "Common.InvalidPort": (
+        _ILLEGAL_ARGUMENT,
+        "Invalid port: {0}. Port number should be in the range [1024, 65535].",
+    ),
+    "Common.InvalidAddress": (_ILLEGAL_ARGUMENT, "Invalid server format: {0}"),
+    "Request.Header.NotFound": (_UNAUTHORIZED, "header not found"),
+    DECRYPT_FAILED: (_UNAUTHORIZED, "header decrypt failed"),
+    "Security.Authentication.Header.UriMismatch": (_UNAUTHORIZED, "uri mismatch"),
+    "Security.Authentication.Expired": (_UNAUTHORIZED, "auth expired"),
+    "Security.Authentication.Timestamp.Invalid": (_UNAUTHORIZED, "{1}"),
+    "Security.Authentication.IncorrectOceanbasePassword": (_UNAUTHORIZED, "access denied"),
+    "Security.Authentication.IncorrectAgentPassword": (
+        _UNAUTHORIZED,
+        "access denied: agent password is incorrect",
+    ),
+    "Security.Authentication.WithOceanBasePassword": (
+        _UNAUTHORIZED,
+        "agent password is not initialized, use oceanbase password to verify",
+    ),
+    "Security.Authentication.WithAgentPassword": (
+        _UNAUTHORIZED,
+        "agent password has been set, use agent password to verify",
+    ),
+    "Request.Body.Decrypt.AES.KeyAndIv.Invalid": (_UNAUTHORIZED, "body decrypt failed"),
+    "Request.Body.Decrypt.AES.ContentLength.Invalid": (_UNAUTHORIZED, "body decrypt failed"),
+    "OB.Cluster.Scope.Invalid": (_ILLEGAL_ARGUMENT, "unknow scope type '{0}'"),
+    "OB.Zone.NotExist": (_ILLEGAL_ARGUMENT, "zone '{0}' not exist"),
+    "Agent.NotExist": (_ILLEGAL_ARGUMENT, "server '{0}' not exist"),
+    # 500 code 1010, naming only the identity (§3.2, §7 row "stop-param / identity error codes").
+    "Agent.Identify.NotSupportOperation": (_KNOWN, "agent identity is '{1}'"),
+    "OB.Cluster.ForceStopOrTerminateRequired": (
+        _ILLEGAL_ARGUMENT,
+        "cannot stop all observer without 'force'",
+    ),
+    "OB.Cluster.StopModeConflict": (
+        _ILLEGAL_ARGUMENT,
+        "cannot stop observer with 'force' and 'terminate' at the same time",
+    ),
+    "OB.Cluster.ForceStopRequired": (
+        _ILLEGAL_ARGUMENT,
+        "The current observer is not available, please stop with 'force'",
+    ),
+    "Task.NotFound": (_TASK_NOT_FOUND, "{0}"),
+    "Task.GenericID.Invalid": (_ILLEGAL_ARGUMENT, "invalid id: {0}"),
+    # DAG operator refusals: 500 code 1010 "Known error: ..." (§4.3, executor/task/dag.go DagHandler).
+    "Task.Dag.Operator.NotSupport": (_KNOWN, "invalid operator: {0}"),
+    "Task.Dag.Operator.RetryNotFailedDag": (_KNOWN, "failed to set dag retry: dag state is not failed"),
+    "Task.Dag.Operator.RollbackNotFailedDag": (_KNOWN, "failed to set dag rollback: dag state is not failed"),
+    "Task.Dag.Operator.PassNotFailedDag": (_KNOWN, "failed to pass dag: dag is not failed"),
+    "Task.Dag.Operator.RetryNotAllowed": (_KNOWN, "failed to set dag retry: {0} can not retry"),
+    # The old text also names the node id ("node <id>. <name> can not rollback"); the callers pass the name only.
+    "Task.Dag.Operator.RollbackNotAllowed": (_KNOWN, "failed to set dag rollback: node {0} can not rollback"),
+    "Task.Dag.Operator.PassNotAllowed": (_KNOWN, "failed to pass dag: {0} can not pass"),
+    "Task.Dag.Operator.CancelNotAllowed": (_KNOWN, "failed to cancel dag: {0} can not cancel"),
+    "Task.Dag.Operator.CancelFinishedDag": (_KNOWN, "failed to cancel dag: dag is finished"),
+}
+
+
+class ApiError(Exception):
+    """An error the simulated agent answers with. Build one with `api_error(errCode, *args)`.
+
+    `status`, `code` and `message` are the current (≥ 4.3.1.0) form; `render(release)` gives the HTTP status and
+    the `error` object of any release, so no handler needs to know the version (§1.2, §7). `legacy` replaces the
+    detail of the pre-4.3.1.0 message when the old text differed from the arguments (see LEGACY)."""
+
+    def __init__(
+        self,
+        status: int,
+        err_code: str,
+        message: str,
+        code: int = 0,
+        *,
+        args: tuple[object, ...] = (),
+        legacy: str | None = None,
+    ) -> None:
         super().__init__(f"{status} {err_code}: {message}")
         self.status = status
         self.err_code = err_code
         self.message = message
         self.code = code
+        self.detail_args = args
+        self.legacy = legacy
 
-    def to_wire(self) -> dict[str, Any]:
-        body: dict[str, Any] = {}
-        if self.code:
-            body["code"] = self.code  # Go omitempty: absent when 0
-        body["errCode"] = self.err_code
-        body["message"] = self.message
-        return body
+    def status_in(self, release: Release) -> int:
+        return self.render(release)[0]
+
+    def to_wire(self, release: Release = NEWEST_RELEASE) -> dict[str, Any]:
+        return self.render(release)[1]
+
+    def render(self, release: Release) -> tuple[int, dict[str, Any]]:
+        """(HTTP status, `error` object) as `release` sends this error."""
+        if release.err_codes:
+            code = self.code
+            if self.err_code == DECRYPT_FAILED:
+                code = release.decrypt_failed_code  # 1 from 4.4.2.0, none before (§1.3)
+            body: dict[str, Any] = {}
+            if code:
+                body["code"] = code  # Go omitempty: absent when 0
+            body["errCode"] = self.err_code
+            body["message"] = self.message
+            return self.status, body
+        # Before 4.3.1.0: {code, message}, `code` always present, no errCode (§1.2).
+        found = LEGACY.get(self.err_code)
+        if found is None:  # outside the catalog (fault injection): the text as given, the code by status
+            return self.status, {
+                "code": _LEGACY_CODE_BY_STATUS.get(self.status, 1002),
+                "message": self.message,
+            }
+        (status, code, template), detail_template = found
+        detail = self.legacy
+        if detail is None:
+            try:
+                detail = detail_template.format(*self.detail_args)
+            except IndexError:  # raised with fewer arguments than the old text names
+                detail = self.message
+        message = release.unauthorized(detail) if template is None else template % detail
+        return status, {"code": code, "message": message}
 
 
-def api_error(err_code: str, *args: object) -> ApiError:
+def api_error(err_code: str, *args: object, legacy: str | None = None) -> ApiError:
     status, code, template = CATALOG[err_code]
     message = template % args if args else template.replace(": %s", "").replace("%s", "")
-    return ApiError(status, err_code, message, code)
+    return ApiError(status, err_code, message, code, args=args, legacy=legacy)
 
 
 def custom_error(err_code: str, message: str, status: int = 500) -> ApiError:
@@ -125,6 +255,7 @@ def envelope(
     duration_ms: int,
     data: Any = None,
     error: ApiError | None = None,
+    release: Release = NEWEST_RELEASE,
 ) -> bytes:
     """obshell's response envelope, keys in the order of Go's OcsAgentResponse."""
     body: dict[str, Any] = {
@@ -137,7 +268,7 @@ def envelope(
     if data is not None:
         body["data"] = {"contents": data} if isinstance(data, list) else data
     if error is not None:
-        body["error"] = error.to_wire()
+        body["error"] = error.to_wire(release)
     return json.dumps(body).encode("utf-8")
 
 
