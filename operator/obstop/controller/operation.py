@@ -37,6 +37,7 @@ from obstop.obshell import (
     ids,
     parse_endpoint,
 )
+from obstop.obshell.errors import FORCE_STOP_REQUIRED
 
 
 class SecretNotReleased(Exception):
@@ -235,7 +236,7 @@ class Controller:
                 isinstance(exc, ObshellTransportError) and not exc.maybe_delivered
             ):
                 self._unsent.add(req.uid)
-            if isinstance(exc, ObshellApiError) and exc.err_code == "OB.Cluster.ForceStopRequired":
+            if isinstance(exc, ObshellApiError) and exc.is_force_stop_required:
                 return await self._force_stop_required(req, client, exc, now, blind=blind)
             return self._submit_failed(req, exc, now)
         logger.info("stop DAG %s submitted (%s, %s)", dag.id, spec.scope.type.value, spec.mode)
@@ -305,7 +306,9 @@ class Controller:
             f"(obState {agent.ob_state}): trying again until it is available"
             " (or activeDeadlineSeconds passes)"
         )
-        return reconcile.fault(req.status, message, req.generation, now, self.settings, reason=exc.reason)
+        return reconcile.fault(
+            req.status, message, req.generation, now, self.settings, reason=FORCE_STOP_REQUIRED
+        )
 
     async def _receiver_moved(self, client: ObshellClient, submission: Mapping[str, Any]) -> str | None:
         """Why the agent now answering at the address is not the one recorded before the first POST, if not."""

@@ -17,6 +17,7 @@ from obstop.controller.resource import Phase
 from obstop.controller.settings import Settings
 from obstop.obshell import DagDetail, ObshellApiError, ObshellError, ObshellTransportError
 from obstop.obshell.client import DEFAULT_LIFETIME
+from obstop.obshell.errors import FORCE_STOP_REQUIRED
 
 Status = dict[str, Any]
 
@@ -384,6 +385,8 @@ def permanent_error(error: ObshellError) -> tuple[str, str]:
             "Agent.Identify.NotSupportOperation",
             f"obshell refused the stop: {text}. Only a cluster agent of an initialised cluster takes a stop",
         )
+    if isinstance(error, ObshellApiError) and error.is_force_stop_required:
+        return FORCE_STOP_REQUIRED, f"obshell refused the stop: {text}"
     if isinstance(error, ObshellApiError) and error.is_expired:
         # Not the password: the signed header's timestamp was already past on the agent's clock. The client
         # signs with the agent's own time, so this means its clock jumped, or the request took that long.

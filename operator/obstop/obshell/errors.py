@@ -18,11 +18,14 @@ _PERMANENT_5XX = frozenset(
 # 400s that a later try can pass (fact sheet §1.2, §6 item 24): an observer error such as a query timeout.
 _TRANSIENT_4XX = frozenset({"MySQL.Error"})
 
+FORCE_STOP_REQUIRED = "OB.Cluster.ForceStopRequired"
+
 # Old numeric codes (before obshell 4.3.1.0, fact sheet §1.2) and the SDKs' meaning of them.
 OLD_CODE_DECRYPT = 1  # header-decrypt failure, sent only from 4.4.2.0 on
 OLD_CODE_BAD_REQUEST = (
     1000  # before 4.3.1.0 also the answer to an unknown route ("Bad request: 404 not found")
 )
+OLD_CODE_ILLEGAL_ARGUMENT = 1001
 OLD_CODE_KNOWN = 1010  # "Known error: ..." (500), e.g. a non-cluster agent identity before 4.3.1.0
 OLD_CODE_UNAUTHORIZED = 10008
 
@@ -118,6 +121,16 @@ class ObshellApiError(ObshellError):
         """GET DAG found no such record. Any other lookup error (a busy sqlite) is also a 404 Task.NotFound
         (code 2300 before 4.3.1.0), so only this text says the DAG is really not there (fact sheet §6 item 22)."""
         return self.status == 404 and "record not found" in self.message.lower()
+
+    @property
+    def is_force_stop_required(self) -> bool:
+        """The receiving agent's observer has no usable connection, so only a forced stop can run: errCode
+        OB.Cluster.ForceStopRequired from 4.3.1.0, 400 code 1001 "Illegal argument: ..." before (fact sheet §7)."""
+        return self.err_code == FORCE_STOP_REQUIRED or (
+            not self.err_code
+            and self.code == OLD_CODE_ILLEGAL_ARGUMENT
+            and "please stop with 'force'" in self.message.lower()
+        )
 
     @property
     def is_identity_refusal(self) -> bool:
