@@ -17,7 +17,6 @@ from typing import Any
 import httpx
 import pytest
 from aiohttp import web
-from obstop.testing.obshell_sim.releases import KNOWN_RELEASES
 
 from obstop.controller import reconcile
 from obstop.controller.agent_policy import ALLOWED_AGENTS
@@ -27,6 +26,7 @@ from obstop.controller.settings import Settings
 from obstop.obshell import ObshellApiError, ObshellClient, StopParams
 from obstop.obshell.models import Scope, ScopeType
 from obstop.testing.obshell_sim import ObshellSimulator, SimulatorConfig
+from obstop.testing.obshell_sim.releases import KNOWN_RELEASES
 from obstop.testing.stack import stop_request
 
 PASSWORD = "release-root-pw"
