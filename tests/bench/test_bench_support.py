@@ -11,10 +11,10 @@ from typing import Any
 import httpx
 import pytest
 
-from obstop.controller import reconcile
-from obstop.controller.operation import _RateLimit
-from obstop.controller.reconcile import parse_time
+from obstop.controller import pacing
+from obstop.controller.agents import _RateLimit
 from obstop.controller.settings import Settings, SettingsError
+from obstop.controller.status import parse_time
 from obstop.obshell import DagDetail, ObshellClient, Scope, ScopeType, StopParams
 from obstop.testing.obshell_sim import ObshellSimulator, SimulatorConfig
 
@@ -35,11 +35,11 @@ def _dag(stage: int, states: list[str], state: str = "RUNNING") -> DagDetail:
 def test_expected_remaining_adds_what_is_left_of_the_node_and_the_nodes_after() -> None:
     typical = {"a": 1.0, "b": 4.0, "c": 2.0}
     dag = _dag(2, ["SUCCEED", "RUNNING", "PENDING"])
-    assert reconcile.expected_remaining(dag, 1.5, typical) == pytest.approx(2.5 + 2.0)
-    assert reconcile.expected_remaining(dag, 9.0, typical) == pytest.approx(0 + 2.0)  # overran
+    assert pacing.expected_remaining(dag, 1.5, typical) == pytest.approx(2.5 + 2.0)
+    assert pacing.expected_remaining(dag, 9.0, typical) == pytest.approx(0 + 2.0)  # overran
     # A node never seen counts as the mean of those that were; nothing learned at all: no estimate.
-    assert reconcile.expected_remaining(dag, 0.0, {"a": 1.0, "b": 3.0}) == pytest.approx(3.0 + 2.0)
-    assert reconcile.expected_remaining(dag, 0.0, {}) is None
+    assert pacing.expected_remaining(dag, 0.0, {"a": 1.0, "b": 3.0}) == pytest.approx(3.0 + 2.0)
+    assert pacing.expected_remaining(dag, 0.0, {}) is None
 
 
 @pytest.mark.parametrize(
@@ -52,13 +52,13 @@ def test_expected_remaining_adds_what_is_left_of_the_node_and_the_nodes_after() 
     ],
 )
 def test_aimed_poll_delay(remaining: float, expected: float) -> None:
-    assert reconcile.aimed_poll_delay(remaining, 0.5, SETTINGS) == pytest.approx(expected)
+    assert pacing.next_poll_seconds(remaining, 0.5, SETTINGS) == pytest.approx(expected)
 
 
 def test_fine_step_is_a_quarter_of_the_last_node_within_bounds() -> None:
-    assert reconcile.fine_poll_seconds(2.0, SETTINGS) == pytest.approx(0.5)
-    assert reconcile.fine_poll_seconds(60.0, SETTINGS) == pytest.approx(1.0)
-    assert reconcile.fine_poll_seconds(0.01, SETTINGS) == pytest.approx(SETTINGS.poll_min_seconds)
+    assert pacing.fine_poll_seconds(2.0, SETTINGS) == pytest.approx(0.5)
+    assert pacing.fine_poll_seconds(60.0, SETTINGS) == pytest.approx(1.0)
+    assert pacing.fine_poll_seconds(0.01, SETTINGS) == pytest.approx(SETTINGS.poll_min_seconds)
 
 
 def test_go_times_with_nanoseconds_parse() -> None:

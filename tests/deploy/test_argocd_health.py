@@ -1,5 +1,5 @@
 """The Argo CD health check (deploy/argocd/health.lua), run in Lua 5.1 (the dialect of Argo CD's gopher-lua)
-against ObStopRequests whose status comes from the controller's own reconcile functions."""
+against ObStopRequests whose status comes from the controller's own decision functions."""
 
 from __future__ import annotations
 
@@ -12,7 +12,9 @@ import lupa.lua51
 import pytest
 import yaml
 
-from obstop.controller import reconcile
+from obstop.controller import decisions
+from obstop.controller.decisions import At
+from obstop.controller.status import RequestStatus
 
 ROOT = Path(__file__).resolve().parents[2]
 HEALTH_LUA = ROOT / "deploy" / "argocd" / "health.lua"
@@ -45,7 +47,7 @@ def test_a_request_without_status_is_progressing() -> None:
 
 
 def test_pending_as_the_controller_writes_it_is_progressing() -> None:
-    status = reconcile.begin({}, 1, NOW).status
+    status = decisions.begin(RequestStatus(), At(1, NOW)).status.to_wire()
     assert "message" not in status  # only the Ready condition says what is happening
     assert health(request(status)) == {
         "status": "Progressing",
@@ -68,14 +70,16 @@ def test_submitted_and_running_are_progressing_with_the_stage(phase: str) -> Non
 
 
 def test_succeeded_is_healthy() -> None:
-    status = reconcile.begin({}, 1, NOW).status
+    status = decisions.begin(RequestStatus(), At(1, NOW)).status.to_wire()
     status.update(phase="Succeeded", message="stop DAG 21 succeeded (5/5 stages)")
     assert health(request(status)) == {"status": "Healthy", "message": "stop DAG 21 succeeded (5/5 stages)"}
 
 
 def test_failed_is_degraded_with_the_controllers_reason_and_message() -> None:
     message = "obshell refused the stop: OB.Cluster.ForceStopRequired: The current observer is not available"
-    status = reconcile.failed({}, "OB.Cluster.ForceStopRequired", message, 1, NOW).status
+    status = decisions.failed(
+        RequestStatus(), "OB.Cluster.ForceStopRequired", message, At(1, NOW)
+    ).status.to_wire()
     assert status["phase"] == "Failed"
     assert health(request(status)) == {
         "status": "Degraded",
@@ -126,9 +130,11 @@ def test_flux_kstatus_conditions_are_as_docs_gitops_says() -> None:
         in ("Pending / Submitted / Running", "Failed")
     }
     expected = {name: {k: v for k, v in row.items() if v != "-"} for name, row in rows.items()}
-    pending = reconcile.begin({}, 1, NOW).status
+    pending = decisions.begin(RequestStatus(), At(1, NOW)).status.to_wire()
     assert _conditions(pending) == expected["Pending / Submitted / Running"]
-    failed = reconcile.failed(pending, "DeadlineExceeded", "not finished in time", 1, NOW).status
+    failed = decisions.failed(
+        RequestStatus.from_wire(pending), "DeadlineExceeded", "not finished in time", At(1, NOW)
+    ).status.to_wire()
     assert _conditions(failed) == expected["Failed"]
 
 
@@ -139,7 +145,7 @@ def test_an_acknowledged_failure_is_a_healthy_record_that_still_says_why() -> No
     """A Failed request kept in Git as the record of a stop keeps its Application Degraded; annotated, it is
     Healthy, and its message still says it failed and why."""
     message = "stop DAG 21 failed at 'Stop observer': ERROR: [Agent.NoMaster] no master"
-    status = reconcile.failed({}, "Agent.NoMaster", message, 1, NOW).status
+    status = decisions.failed(RequestStatus(), "Agent.NoMaster", message, At(1, NOW)).status.to_wire()
     obj = request(status)
     obj["metadata"]["annotations"] = {ACKNOWLEDGED: "true"}
     assert health(obj) == {
@@ -150,7 +156,11 @@ def test_an_acknowledged_failure_is_a_healthy_record_that_still_says_why() -> No
 
 @pytest.mark.parametrize("value", ["false", "", "yes", None])
 def test_only_true_acknowledges_a_failure(value: str | None) -> None:
-    obj = request(reconcile.failed({}, "DeadlineExceeded", "not finished in time", 1, NOW).status)
+    obj = request(
+        decisions.failed(
+            RequestStatus(), "DeadlineExceeded", "not finished in time", At(1, NOW)
+        ).status.to_wire()
+    )
     obj["metadata"]["annotations"] = {} if value is None else {ACKNOWLEDGED: value}
     assert health(obj)["status"] == "Degraded"
 

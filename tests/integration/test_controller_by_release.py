@@ -12,17 +12,20 @@ import asyncio
 import base64
 import logging
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import pytest
 from aiohttp import web
 
-from obstop.controller import reconcile
+from obstop.controller import answers
 from obstop.controller.agent_policy import ALLOWED_AGENTS
-from obstop.controller.operation import Controller, Request
+from obstop.controller.decisions import Event
 from obstop.controller.secrets import SecretData
 from obstop.controller.settings import Settings
+from obstop.controller.status import RequestStatus
+from obstop.controller.stop import Controller, Request
 from obstop.obshell import ObshellApiError, ObshellClient, StopParams
 from obstop.obshell.models import Scope, ScopeType
 from obstop.testing.obshell_sim import ObshellSimulator, SimulatorConfig
@@ -69,11 +72,21 @@ def request(
 ) -> Request:
     """A request of `mode` (default: a GLOBAL terminate stop)."""
     spec = stop_request(name, address, scope=scope, targets=targets, **(mode or {"terminate": True}))["spec"]
-    return Request("default", name, f"uid-{name}", 1, spec, status)
+    return Request("default", name, f"uid-{name}", 1, spec, RequestStatus.from_wire(status))
 
 
-async def step(controller: Controller, req: Request) -> reconcile.Decision:
-    return await controller.step(req, log)
+@dataclass(frozen=True)
+class Step:
+    """A step's decision as the API server receives it: the status in wire form."""
+
+    status: dict[str, Any]
+    delay: float | None
+    events: tuple[Event, ...]
+
+
+async def step(controller: Controller, req: Request) -> Step:
+    decision = await controller.step(req, log)
+    return Step(decision.status.to_wire(), decision.next_step_in, decision.events)
 
 
 async def until(condition: Callable[[], bool], timeout: float = 20) -> None:
@@ -207,7 +220,7 @@ async def test_a_wrong_password_is_still_a_credentials_refusal_after_the_key_che
                 await client.agent_unfinished_dags()
         assert caught.value.status == 401 and not caught.value.transient
         assert "not-the-password" not in repr(caught.value)
-        _, message = reconcile.permanent_error(caught.value)
+        _, message = answers.permanent_error(caught.value)
         assert "refused the credentials" in message
     finally:
         await sim.stop()
@@ -226,10 +239,10 @@ async def test_a_dag_is_gone_only_after_several_record_not_found_answers(control
         dag_id = status["dag"]["id"]
         agent.dags.clear()  # the agent's sqlite lost the record
         seen = []
-        for _ in range(reconcile.DAG_NOT_FOUND_TRIES):
+        for _ in range(answers.DAG_NOT_FOUND_TRIES):
             status = (await step(controller, request("gone", agent.url, status))).status
             seen.append((status["phase"], status["reason"]))
-        assert seen[:-1] == [("Submitted", "DagNotFound")] * (reconcile.DAG_NOT_FOUND_TRIES - 1), seen
+        assert seen[:-1] == [("Submitted", "DagNotFound")] * (answers.DAG_NOT_FOUND_TRIES - 1), seen
         assert seen[-1] == ("Failed", "DagNotFound")
         assert dag_id in status["message"] and "record not found" in status["message"]
     finally:
@@ -452,8 +465,8 @@ async def test_a_failed_lookup_is_retried_not_taken_for_a_missing_dag(controller
         agent = sim.clusters[0].agents[0]
         status = (await step(controller, request("busy", agent.url, {}, force=True))).status
         status = (await step(controller, request("busy", agent.url, status, force=True))).status
-        sim.faults.busy_sqlite(agent=agent.address, times=reconcile.DAG_NOT_FOUND_TRIES + 1)
-        for _ in range(reconcile.DAG_NOT_FOUND_TRIES + 1):
+        sim.faults.busy_sqlite(agent=agent.address, times=answers.DAG_NOT_FOUND_TRIES + 1)
+        for _ in range(answers.DAG_NOT_FOUND_TRIES + 1):
             decision = await step(controller, request("busy", agent.url, status, force=True))
             status = decision.status
             assert status["reason"] == "DagLookupFailed" and decision.delay is not None, status

@@ -1,4 +1,4 @@
-"""The controller's reconcile steps (Controller.step) driven by hand against the simulator over real HTTP, to
+"""The controller's stop steps (Controller.step) driven by hand against the simulator over real HTTP, to
 sequence races that an end-to-end run cannot make happen on purpose. Only the Secret reader is replaced (it
 would need a Kubernetes API server); everything between the step and the agent is real."""
 
@@ -12,9 +12,10 @@ from typing import Any
 import pytest
 
 from obstop.controller.agent_policy import ALLOWED_AGENTS
-from obstop.controller.operation import Controller, Request
 from obstop.controller.secrets import SecretData
 from obstop.controller.settings import Settings
+from obstop.controller.status import RequestStatus
+from obstop.controller.stop import Controller, Request
 from obstop.testing.obshell_sim import ObshellSimulator, SimulatorConfig
 from obstop.testing.stack import stop_request
 
@@ -38,11 +39,11 @@ async def sim() -> AsyncIterator[ObshellSimulator]:
 
 def request(name: str, agent: str, status: dict[str, Any]) -> Request:
     spec = stop_request(name, agent, terminate=True)["spec"]
-    return Request("default", name, f"uid-{name}", 1, spec, status)
+    return Request("default", name, f"uid-{name}", 1, spec, RequestStatus.from_wire(status))
 
 
 async def run_step(controller: Controller, name: str, agent: str, status: dict[str, Any]) -> dict[str, Any]:
-    return (await controller.step(request(name, agent, status), log)).status
+    return (await controller.step(request(name, agent, status), log)).status.to_wire()
 
 
 async def test_a_request_never_adopts_a_dag_started_by_another_after_it_recorded(

@@ -26,10 +26,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from obstop.controller.agent_policy import ALLOWED_AGENTS
-from obstop.controller.operation import Controller, Request
-from obstop.controller.reconcile import next_step
+from obstop.controller.decisions import next_step
 from obstop.controller.secrets import SecretData
 from obstop.controller.settings import Settings
+from obstop.controller.status import RequestStatus
+from obstop.controller.stop import Controller, Request
 from obstop.obshell import ObshellClient, ObshellError, StopParams, crypto
 from obstop.obshell.client import MAX_RESPONSE_BYTES
 from obstop.testing.obshell_sim import dags, keys
@@ -267,7 +268,7 @@ def test_one_step_always_leaves_a_clear_status(
         "scope": {"type": "GLOBAL"},
         "force": True,
     }
-    request = Request("default", "fuzz", "uid-fuzz", 1, spec, old)
+    request = Request("default", "fuzz", "uid-fuzz", 1, spec, RequestStatus.from_wire(old))
 
     async def run() -> Any:
         controller = Controller(Settings(obshell_timeout_seconds=5, health_port=0), FakeSecrets())  # type: ignore[arg-type]
@@ -278,15 +279,17 @@ def test_one_step_always_leaves_a_clear_status(
 
     decision = asyncio.run(run())
     assert agent.hits >= 1, "the generated answer was never requested"
-    new = decision.status
+    new = decision.status.to_wire()
     assert PASSWORD not in json.dumps(new) + json.dumps([e.__dict__ for e in decision.events])
-    if decision.delay is None:  # terminal: it says why
+    if decision.done:  # terminal: it says why
         assert new["phase"] in ("Succeeded", "Failed")
         assert new.get("reason") and new.get("message")
         return
     assert new.get("phase") not in ("Succeeded", "Failed")
     if agent.hits and "lastError" not in new:
         # The odd answer was good enough to act on: the request visibly moved on (or the DAG was re-read).
-        assert next_step(new) != next_step(old) or (step == "poll" and new.get("message"))
+        assert next_step(decision.status) != next_step(request.status) or (
+            step == "poll" and new.get("message")
+        )
     if "lastError" in new:
         assert new.get("nextCheckTime") and new.get("reason") and new["attempts"] >= 1

@@ -1,11 +1,9 @@
 """docs/troubleshooting.md's table of reasons is exactly what the controller can write to status.reason.
 
-The reasons are collected from the code itself, not from a list kept here: every string literal the controller
-modules put in a reason position (reconcile.failed's reason, a Refusal's, a `status["reason"] = ...`
-assignment, a `reason = ...` choice, the reason of a returned (reason, message) pair), plus the reason of every
-ObshellError class. obshell's errCodes pass through as reasons (dotted), and so does `HTTP<status>` when the
-agent gave no errCode. A new reason in the code fails this test until the table lists it; a reason the code
-no longer writes fails it until the table drops it.
+The reasons the controller writes itself are the members of `status.Reason` (and the code writes no other
+literal: checked below); obshell's errCodes pass through as reasons (dotted), and so does `HTTP<status>` when
+the agent gave no errCode; every ObshellError class has its own. A new reason fails this test until the table
+lists it; a reason the code no longer has fails it until the table drops it.
 """
 
 from __future__ import annotations
@@ -17,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from obstop.controller import reconcile
+from obstop.controller.status import FAILS, RETRIED, Reason
 from obstop.obshell import errors
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -27,79 +25,26 @@ IDENTIFIER = re.compile(r"^[A-Z][A-Za-z]+$")
 HTTP_FORM = re.compile(r"^HTTP\d{3}$")
 
 
-def _constants(node: ast.AST) -> Iterator[str]:
-    for sub in ast.walk(node):
-        if isinstance(sub, ast.Constant) and isinstance(sub.value, str) and IDENTIFIER.match(sub.value):
-            yield sub.value
+def code_reasons() -> set[str]:
+    """The reasons of the controller's own: the enum's values that are identifiers (the dotted ones are obshell's
+    codes, explained in the codes table)."""
+    return {r.value for r in Reason if IDENTIFIER.match(r.value)}
 
 
-def _name(func: ast.expr) -> str:
-    return func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ""
-
-
-def _reason_literals(tree: ast.AST) -> Iterator[tuple[str, str]]:
-    """(reason, where) for every literal the code puts in a reason position."""
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Call):
-            name = _name(node.func)
-            if name == "failed" and len(node.args) >= 2:
-                yield from ((c, "Failed") for c in _constants(node.args[1]))
-            if name == "Refusal" and node.args:  # always written through reconcile.failed
-                yield from ((c, "Failed") for c in _constants(node.args[0]))
-            if name == "_finish" and len(node.args) >= 3:
-                yield from ((c, "terminal") for c in _constants(node.args[2]))
-            for keyword in node.keywords:
-                if keyword.arg == "reason" and name == "fault":
-                    yield from ((c, "retried") for c in _constants(keyword.value))
-        elif isinstance(node, ast.Assign):
-            for target in node.targets:
-                if isinstance(target, ast.Name) and target.id == "reason":
-                    yield from ((c, "chosen") for c in _constants(node.value))
-                if isinstance(target, ast.Tuple) and isinstance(node.value, ast.Tuple):
-                    for element, value in zip(target.elts, node.value.elts, strict=False):
-                        if (
-                            isinstance(element, ast.Subscript)
-                            and isinstance(element.slice, ast.Constant)
-                            and element.slice.value == "reason"
-                        ):
-                            yield from ((c, "set") for c in _constants(value))
-        elif (
-            isinstance(node, ast.FunctionDef)
-            and node.returns is not None
-            and ast.unparse(node.returns)
-            in ("tuple[str, str]", "tuple[str, str] | None")  # (reason, message)
-        ):
-            for sub in ast.walk(node):
-                if isinstance(sub, ast.Return) and isinstance(sub.value, ast.Tuple) and sub.value.elts:
-                    yield from ((c, "returned") for c in _constants(sub.value.elts[0]))
-
-
-def _overwritten_at_once() -> set[str]:
-    """`submitted` writes "Submitted", then hands the status to `observed`, which always writes its own reason:
-    "Submitted" never reaches the API server. Proven here rather than assumed."""
-    from datetime import UTC, datetime
-
-    from obstop.controller.settings import Settings
-    from obstop.obshell import DagDetail
-
-    dag = DagDetail.model_validate(
-        {"id": "21", "dag_id": 1, "name": "Stop OB", "stage": 1, "max_stage": 5, "state": "READY"}
-        | {"operator": "RUN", "start_time": "", "end_time": ""}
-    )
-    status = reconcile.submitted({}, dag, 1, datetime.now(UTC), Settings(), adopted=False).status
-    assert status["reason"] != "Submitted" and status["phase"] == "Submitted"
-    return {"Submitted"}
-
-
-def code_reasons() -> dict[str, set[str]]:
-    """Every literal reason of the controller, with where it was found."""
-    found: dict[str, set[str]] = {}
+def test_the_controller_writes_reasons_only_through_the_enum() -> None:
+    """No string literal in a reason position of a transition: every reason the code writes is a Reason (or comes
+    from obshell or the client), so the enum is the whole list."""
+    literals = []
     for path in sorted(CONTROLLER.glob("*.py")):
-        for reason, where in _reason_literals(ast.parse(path.read_text())):
-            found.setdefault(reason, set()).add(where)
-    for gone in _overwritten_at_once():
-        found.pop(gone, None)
-    return found
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.Call):
+                continue
+            name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+            if name in ("failed", "fault", "Refusal", "_finish") and len(node.args) >= 2:
+                position = node.args[0] if name == "Refusal" else node.args[1]
+                if isinstance(position, ast.Constant) and isinstance(position.value, str):
+                    literals.append(f"{path.name}:{node.lineno} {position.value!r}")
+    assert literals == []
 
 
 def error_class_reasons() -> set[str]:
@@ -144,29 +89,20 @@ def documented() -> set[str]:
 
 def test_the_table_lists_exactly_the_named_reasons_the_code_writes() -> None:
     named = {r for r in documented() if IDENTIFIER.match(r) and not HTTP_FORM.match(r)}
-    expected = set(code_reasons()) | {r for r in error_class_reasons() if IDENTIFIER.match(r)}
+    expected = code_reasons() | {r for r in error_class_reasons() if IDENTIFIER.match(r)}
     assert named - expected == set(), "documented, but the code never writes them"
     assert expected - named == set(), "written by the code, missing from docs/troubleshooting.md"
 
 
-def test_the_collector_finds_reasons_of_every_kind() -> None:
-    """The collector must see each way a reason is written, or the test above would pass on an empty set."""
-    found = code_reasons()
-    for reason in ("InvalidSpec", "Expired", "DagNotFound", "SecretNotAllowed", "AgentNotAllowed"):
-        assert "Failed" in found[reason], reason
-    assert {"Running"} <= set(found) and "Succeeded" in found and "Cancelled" in found
-    assert "DagFailed" in found and "WaitingForSecret" in found
-    assert "Pending" not in found  # begin() writes no reason: only the Ready condition says Pending
-    assert error_class_reasons() >= {"AgentUnreachable", "BadAgentResponse", "Task.GenericID.Invalid"}
-
-
 def test_each_reason_is_in_the_phase_the_code_leaves_it_in() -> None:
     phase_of = {token: phase for tokens, phase in reasons_table() for token in tokens}
-    for reason, where in code_reasons().items():
-        if "Failed" in where:
-            assert phase_of[reason] == "Failed", reason
-    for reason in ("WaitingForSecret", "AgentUnreachable", "BadAgentResponse"):
+    for reason in FAILS:
+        assert phase_of[reason.value] == "Failed", reason
+    for reason in RETRIED:
+        assert "retried" in phase_of[reason.value], reason
+    for reason in ("AgentUnreachable", "BadAgentResponse"):
         assert "retried" in phase_of[reason], reason
+    assert set(Reason) - FAILS - RETRIED == {Reason.RUNNING, Reason.SUCCEEDED, Reason.FORCE_STOP_REQUIRED}
 
 
 def test_http_reasons_are_written_as_the_code_writes_them() -> None:

@@ -7,21 +7,20 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from obstop.controller.metrics import Metrics, health_app
+from obstop.controller.resource import Phase
 from obstop.obshell import ObshellApiError
 
 
 async def test_metrics_are_exposed_in_prometheus_format() -> None:
     metrics = Metrics()
-    metrics.phase("a", "Running")
-    metrics.phase("b", "Running")
-    metrics.phase("a", "Succeeded")
+    metrics.phase_changed(None, Phase.RUNNING)  # a
+    metrics.phase_changed(None, Phase.RUNNING)  # b
+    metrics.phase_changed(Phase.RUNNING, Phase.SUCCEEDED)  # a
     with metrics.call("get_dag"):
         pass
     with pytest.raises(ObshellApiError), metrics.call("stop"):
         raise ObshellApiError(400, "Zone 'z9' does not exist", err_code="OB.Zone.NotExist")
-    metrics.poll("a")
-    metrics.poll("a")
-    metrics.finished("a", "Succeeded", 12.0)
+    metrics.finished(Phase.SUCCEEDED, 2, 12.0)  # a, after two polls
 
     async with TestServer(health_app(metrics), host="127.0.0.1") as server, httpx.AsyncClient() as http:
         health = await http.get(str(server.make_url("/healthz")))
@@ -39,8 +38,8 @@ async def test_metrics_are_exposed_in_prometheus_format() -> None:
 
 def test_forgetting_a_request_leaves_the_gauge() -> None:
     metrics = Metrics()
-    metrics.phase("a", "Pending")
-    metrics.forget("a")
+    metrics.phase_changed(None, Phase.PENDING)
+    metrics.phase_changed(Phase.PENDING, None)
     assert metrics.requests.labels("Pending")._value.get() == 0
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from obstop.controller import reconcile
+from obstop.controller import answers
 from obstop.obshell import DagDetail, ObshellApiError, parse_envelope
 
 
@@ -66,7 +66,7 @@ def test_a_mysql_error_can_pass_and_a_non_cluster_identity_cannot() -> None:
     new_identity = answer(400, {"errCode": "Agent.Identify.NotSupportOperation", "message": "m"})
     assert old_identity.is_identity_refusal and not old_identity.transient
     assert new_identity.is_identity_refusal and not new_identity.transient
-    assert reconcile.permanent_error(old_identity)[0] == "Agent.Identify.NotSupportOperation"
+    assert answers.permanent_error(old_identity)[0] == "Agent.Identify.NotSupportOperation"
     assert answer(500, {"code": 1010, "message": "Known error: agent under maintenance"}).transient
 
 
@@ -89,15 +89,15 @@ def test_only_record_not_found_says_a_dag_is_gone() -> None:
     ],
 )
 def test_versions_compare_as_four_integers(text: str, parsed: tuple[int, ...] | None) -> None:
-    assert reconcile.parse_version(text) == parsed
+    assert answers.parse_version(text) == parsed
 
 
 def test_agents_the_controller_cannot_use() -> None:
-    assert reconcile.unsupported_agent("4.2.3.0", [], "CLUSTER AGENT") is None
-    assert reconcile.unsupported_agent("4.5.0.0", ["v2"], "CLUSTER AGENT") is None
-    v1 = reconcile.unsupported_agent("4.2.2.0", [], "CLUSTER AGENT")
+    assert answers.unsupported_agent("4.2.3.0", [], "CLUSTER AGENT") is None
+    assert answers.unsupported_agent("4.5.0.0", ["v2"], "CLUSTER AGENT") is None
+    v1 = answers.unsupported_agent("4.2.2.0", [], "CLUSTER AGENT")
     assert v1 is not None and v1[0] == "UnsupportedObshellVersion"
-    single = reconcile.unsupported_agent("4.4.1.0", ["v2"], "SINGLE")
+    single = answers.unsupported_agent("4.4.1.0", ["v2"], "SINGLE")
     assert single is not None and single[0] == "Agent.Identify.NotSupportOperation" and "SINGLE" in single[1]
 
 
@@ -129,20 +129,20 @@ def _dag(names: list[str], *, logs: dict[int, list[list[str]]] | None = None, fa
 
 
 def test_a_dag_is_taken_for_ours_only_with_this_modes_nodes() -> None:
-    immediate = reconcile.stop_dag_nodes(force=False, terminate=False)
-    assert reconcile.dag_matches(_dag(immediate), force=False, terminate=False)
-    assert not reconcile.dag_matches(_dag(immediate), force=True, terminate=False)
-    assert not reconcile.dag_matches(_dag(immediate), force=False, terminate=True)  # both have 6 nodes
+    immediate = answers.stop_dag_nodes(force=False, terminate=False)
+    assert answers.dag_matches(_dag(immediate), force=False, terminate=False)
+    assert not answers.dag_matches(_dag(immediate), force=True, terminate=False)
+    assert not answers.dag_matches(_dag(immediate), force=False, terminate=True)  # both have 6 nodes
     # The per-zone stop of 4.4.1+: the same names, "Execute stop sql" third (fact sheet §5).
     inform, ready, advance, wait, stop_sql, end = immediate
     zone_stop = [inform, ready, stop_sql, advance, wait, end]
-    assert not reconcile.dag_matches(_dag(zone_stop), force=False, terminate=False)
-    assert len(reconcile.stop_dag_nodes(force=True, terminate=False)) == 5
+    assert not answers.dag_matches(_dag(zone_stop), force=False, terminate=False)
+    assert len(answers.stop_dag_nodes(force=True, terminate=False)) == 5
 
 
 def test_the_lock_holder_is_read_from_node_1s_sub_task_logs() -> None:
     """The real agent names the holder only in node 1's (succeeding) sub-tasks; node 2 names the agents."""
-    names = reconcile.stop_dag_nodes(force=True, terminate=False)
+    names = answers.stop_dag_nodes(force=True, terminate=False)
     holder_line = (
         "ERROR: [Agent.UnderMaintenanceDag]: 127.0.0.1:2887 is under maintenance by DAG "
         "[210999999999928867:Stop observer]"
@@ -152,6 +152,6 @@ def test_the_lock_holder_is_read_from_node_1s_sub_task_logs() -> None:
         "[127.0.0.1:2887] not created, main DAG failed"
     )
     failed = _dag(names, logs={1: [["start"], [holder_line]], 2: [[node2]]}, failed=2)
-    reason, message = reconcile.dag_failure(failed)
+    reason, message = answers.dag_failure(failed)
     assert reason == "Task.SubDag.NotAllCreated"
     assert 'forcePassDag: ["210999999999928867"]' in message, message

@@ -23,6 +23,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from obstop.controller.status import Reason
 from obstop.obshell.address import DEFAULT_AGENT_PORT, AgentEndpoint, InvalidAddress, split_host_port
 
 ALLOWED_AGENTS = "obshell.oceanbase.com/allowed-agents"
@@ -126,7 +127,7 @@ def _same_host(a: str, b: str) -> bool:
 class Refusal:
     """Why a Secret may not be used for an agent: `reason` for status, `message` for a person."""
 
-    reason: str
+    reason: Reason
     message: str
 
 
@@ -145,7 +146,7 @@ def check(
     limits = tuple(networks)
     if limits and not any(p.matches(endpoint) for p in limits):
         return Refusal(
-            "AgentNotAllowed",
+            Reason.AGENT_NOT_ALLOWED,
             f"agent {endpoint.netloc} is outside the networks this controller may reach "
             f"(OBSTOP_ALLOWED_AGENT_NETWORKS: {', '.join(p.text for p in limits)})",
         )
@@ -153,24 +154,24 @@ def check(
     raw = notes.get(ALLOWED_AGENTS)
     if raw is None or not raw.strip():
         return Refusal(
-            "SecretNotAllowed",
+            Reason.SECRET_NOT_ALLOWED,
             f"Secret {secret} has no annotation {ALLOWED_AGENTS}: its owner must list the agents its value "
             f"may be sent to (e.g. {endpoint.netloc}); nothing was sent",
         )
     try:
         allowed = parse_patterns(raw)
     except InvalidPattern as exc:
-        return Refusal("SecretNotAllowed", f"Secret {secret}: {exc}; nothing was sent")
+        return Refusal(Reason.SECRET_NOT_ALLOWED, f"Secret {secret}: {exc}; nothing was sent")
     keys = [k for k in re.split(r"[\s,]+", notes.get(ALLOWED_KEYS, "")) if k] or list(DEFAULT_ALLOWED_KEYS)
     if key not in keys:
         return Refusal(
-            "SecretNotAllowed",
+            Reason.SECRET_NOT_ALLOWED,
             f"Secret {secret} does not allow its key {key!r} to be used ({ALLOWED_KEYS}: {', '.join(keys)}); "
             "nothing was sent",
         )
     if not any(p.matches(endpoint) for p in allowed):
         return Refusal(
-            "AgentNotAllowed",
+            Reason.AGENT_NOT_ALLOWED,
             f"Secret {secret} does not allow agent {endpoint.netloc} ({ALLOWED_AGENTS}: {raw.strip()}); "
             "nothing was sent",
         )

@@ -60,8 +60,6 @@ class Metrics:
             "obstop_retries_total", "Transient faults retried, by reason", ["reason"], registry=r
         )
         self.submitted = Counter("obstop_stops_submitted_total", "Stops POSTed to obshell", registry=r)
-        self._phases: dict[str, str] = {}
-        self._polls: dict[str, int] = {}
         # Every phase's series exists from the start, at 0: Prometheus' increase() cannot see the first failure
         # in a series that appears with it (the PrometheusRule of the chart alerts on these).
         for phase in Phase:
@@ -81,30 +79,18 @@ class Metrics:
         finally:
             self.obshell_seconds.labels(name).observe(time.perf_counter() - started)
 
-    def phase(self, uid: str, phase: str | None) -> None:
-        """Track the phase of one request; the gauge is the count per phase."""
-        old = self._phases.get(uid)
-        if phase == old or phase is None:
-            return
+    def phase_changed(self, old: Phase | None, new: Phase | None) -> None:
+        """One request moved from phase `old` to `new` (None: not counted); the gauge is the count per phase."""
         if old is not None:
-            self.requests.labels(old).dec()
-        self.requests.labels(phase).inc()
-        self._phases[uid] = phase
+            self.requests.labels(old.value).dec()
+        if new is not None:
+            self.requests.labels(new.value).inc()
 
-    def poll(self, uid: str) -> None:
-        self._polls[uid] = self._polls.get(uid, 0) + 1
-
-    def finished(self, uid: str, phase: str, seconds: float | None) -> None:
-        self.polls.observe(self._polls.pop(uid, 0))
-        if seconds is not None:
-            self.dag_seconds.labels(phase).observe(seconds)
-
-    def forget(self, uid: str) -> None:
-        """A deleted request leaves the gauge."""
-        old = self._phases.pop(uid, None)
-        if old is not None:
-            self.requests.labels(old).dec()
-        self._polls.pop(uid, None)
+    def finished(self, phase: Phase | None, polls: int, seconds: float | None) -> None:
+        """A request reached its terminal phase after `polls` DAG polls, `seconds` after it started."""
+        self.polls.observe(polls)
+        if seconds is not None and phase is not None:
+            self.dag_seconds.labels(phase.value).observe(seconds)
 
 
 def health_app(metrics: Metrics) -> web.Application:

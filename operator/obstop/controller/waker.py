@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from obstop.controller.resource import GROUP, PLURAL, VERSION
+from obstop.controller.runtime import Runtimes
 
 log = logging.getLogger("obstop.waker")
 
@@ -24,40 +24,13 @@ class Touch(Protocol):
     async def __call__(self, namespace: str, name: str) -> None: ...
 
 
-class Appointments:
-    """When each live request expects its next step (monotonic seconds), as its last step decided."""
-
-    def __init__(self) -> None:
-        self._due: dict[str, tuple[str, str, float]] = {}
-
-    def expect(self, uid: str, namespace: str, name: str, delay: float | None) -> None:
-        if delay is None:
-            self._due.pop(uid, None)
-        else:
-            self._due[uid] = (namespace, name, time.monotonic() + delay)
-
-    def forget(self, uid: str) -> None:
-        self._due.pop(uid, None)
-
-    def overdue(self, grace: float) -> list[tuple[str, str, str]]:
-        now = time.monotonic()
-        return [(uid, ns, name) for uid, (ns, name, due) in self._due.items() if now > due + grace]
-
-    def postpone(self, uid: str, seconds: float) -> None:
-        entry = self._due.get(uid)
-        if entry is not None:
-            self._due[uid] = (entry[0], entry[1], time.monotonic() + seconds)
-
-    def __len__(self) -> int:
-        return len(self._due)
-
-
-async def wake_overdue(appointments: Appointments, touch: Touch, grace: float) -> None:
+async def wake_overdue(runtimes: Runtimes, touch: Touch, grace: float) -> None:
     """Forever: every grace/3 seconds, touch each request more than `grace` seconds late."""
     while True:
         await asyncio.sleep(grace / 3)
-        for uid, namespace, name in appointments.overdue(grace):
-            appointments.postpone(uid, grace)  # one touch per grace period at most
+        for runtime in runtimes.overdue(grace):
+            runtime.expect_next_step(grace)  # one touch per grace period at most
+            namespace, name = runtime.namespace, runtime.name
             try:
                 await touch(namespace, name)
                 log.info("[%s/%s] woke a request whose next step was overdue", namespace, name)

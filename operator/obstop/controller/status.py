@@ -1,0 +1,225 @@
+"""The typed status of an ObStopRequest: what the controller believes about one request, as the API server holds it.
+
+The shape is the CRD's `status` schema (deploy/crds/; tests/unit/test_status_model.py checks that the two agree).
+The controller reads and writes the status only through this model; `from_wire`/`to_wire` are the one place where
+it meets the API server's JSON. Condition types, the reasons the controller writes itself and event reasons are
+enums with a line each saying when they appear (docs/troubleshooting.md is tested against them).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
+
+from obstop.controller.resource import Phase
+
+
+class Reason(StrEnum):
+    """`status.reason` values the controller writes itself. obshell's errCodes (dotted, e.g.
+    OB.Cluster.ForceStopRequired), `HTTP<status>` when obshell gave none, and the client's own reasons
+    (AgentUnreachable, BadAgentResponse: obstop.obshell.errors) pass through as they are."""
+
+    RUNNING = "Running"  # the DAG is followed; the message names the stage
+    SUCCEEDED = "Succeeded"  # the stop DAG succeeded
+    WAITING_FOR_SECRET = "WaitingForSecret"  # noqa: S105 - the Secret is missing or unreadable: retried
+    SECRET_NOT_ALLOWED = "SecretNotAllowed"  # noqa: S105 - the Secret's owner did not release it to agents: Failed
+    AGENT_NOT_ALLOWED = "AgentNotAllowed"  # the address is not among the Secret's allowed agents: Failed
+    INVALID_SPEC = "InvalidSpec"  # a spec that slipped past admission: Failed
+    EXPIRED = "Expired"  # first seen after spec.notAfter: Failed, nothing sent
+    DEADLINE_EXCEEDED = "DeadlineExceeded"  # not finished within spec.activeDeadlineSeconds: Failed
+    DAG_NOT_FOUND = "DagNotFound"  # "record not found" for the followed DAG: retried, then Failed
+    DAG_LOOKUP_FAILED = "DagLookupFailed"  # another 404 (a busy sqlite): retried
+    AGENT_CHANGED = "AgentChanged"  # the address reaches another agent than the recorded receiver: retried
+    OUTCOME_UNKNOWN = (
+        "OutcomeUnknown"  # a lost answer on an agent without DAG history, resend refused: Failed
+    )
+    UNSUPPORTED_OBSHELL_VERSION = "UnsupportedObshellVersion"  # auth v1 only (obshell 4.2.2): Failed
+    NOT_A_CLUSTER_AGENT = "Agent.Identify.NotSupportOperation"  # obshell's own code, also for its old form
+    FORCE_STOP_REQUIRED = "OB.Cluster.ForceStopRequired"  # obshell's own code, also for its old form
+    CANCELLED = "Cancelled"  # the DAG was cancelled on the agent: Failed
+    DAG_FAILED = "DagFailed"  # the DAG failed and its log line carries no errCode: Failed
+
+
+# What a reason does to a request: it ends it Failed, or the step is retried with back-off (the phase kept).
+# DagNotFound is retried a few times, then fails.
+FAILS = frozenset(
+    {
+        Reason.SECRET_NOT_ALLOWED,
+        Reason.AGENT_NOT_ALLOWED,
+        Reason.INVALID_SPEC,
+        Reason.EXPIRED,
+        Reason.DEADLINE_EXCEEDED,
+        Reason.DAG_NOT_FOUND,
+        Reason.OUTCOME_UNKNOWN,
+        Reason.UNSUPPORTED_OBSHELL_VERSION,
+        Reason.NOT_A_CLUSTER_AGENT,
+        Reason.CANCELLED,
+        Reason.DAG_FAILED,
+    }
+)
+RETRIED = frozenset({Reason.WAITING_FOR_SECRET, Reason.DAG_LOOKUP_FAILED, Reason.AGENT_CHANGED})
+# Neither: Running and Succeeded; ForceStopRequired is retried while the observer boots, else fails.
+
+
+class ConditionType(StrEnum):
+    """The conditions of a request, as kstatus and Argo CD read them."""
+
+    READY = "Ready"  # True once the stop succeeded
+    RECONCILING = "Reconciling"  # True while the controller still acts on the request
+    STALLED = "Stalled"  # True when it ended without success
+    COMPLETE = "Complete"  # True once succeeded (kubectl wait --for=condition=Complete)
+    FAILED = "Failed"  # True once failed (kubectl wait --for=condition=Failed)
+
+
+class ProgressReason(StrEnum):
+    """Reasons of the progress conditions while `status.reason` is not (yet) set."""
+
+    PENDING = "Pending"  # waiting to submit the stop
+    SUBMITTED = "Submitted"  # accepted; the first view of the DAG replaces it at once
+
+
+class EventReason(StrEnum):
+    """Reasons of the Kubernetes events the controller posts."""
+
+    SUBMITTED = "Submitted"
+    PROGRESS = "Progress"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    RETRYING = "Retrying"
+    AGENT_CHANGED = "AgentChanged"
+
+
+def rfc3339(moment: datetime) -> str:
+    """Our own times, as the status and kubectl show them: UTC, to the second."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_time(text: object) -> datetime | None:
+    """An RFC 3339 time, ours or obshell's (Go writes up to nanoseconds; Python 3.11 reads them, keeping
+    microseconds). None for anything else."""
+    if not isinstance(text, str) or not text:
+        return None
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        return None
+
+
+# A time of our own clock on the wire: "2026-12-01T10:00:00Z".
+OurTime = Annotated[datetime, PlainSerializer(rfc3339, return_type=str)]
+# The agent's clock, as it reported it (its own offset kept, to the second).
+AgentTime = Annotated[
+    datetime, PlainSerializer(lambda t: t.replace(microsecond=0).isoformat(), return_type=str)
+]
+
+
+class _Wire(BaseModel):
+    # Unknown keys are ignored (the API server prunes them anyway); validate_assignment keeps edits typed.
+    model_config = ConfigDict(populate_by_name=True, extra="ignore", validate_assignment=True)
+
+
+class Condition(_Wire):
+    type: str  # a ConditionType for ours; another tool's conditions are kept as they are
+    status: Literal["True", "False", "Unknown"]
+    reason: str = ""
+    message: str = ""
+    observed_generation: int | None = Field(None, alias="observedGeneration")
+    last_transition_time: OurTime | None = Field(None, alias="lastTransitionTime")
+
+
+class Submission(_Wire):
+    """Recorded before the first POST: a step that finds it knows a stop may have landed."""
+
+    agent: str  # base URL the stop is sent to
+    requested_at: OurTime = Field(alias="requestedAt")
+    not_before: AgentTime = Field(alias="notBefore")  # the agent's clock just before the first POST
+    receiver: str | None = None  # ip:port of the agent that answered there
+    obshell_version: str | None = Field(None, alias="obshellVersion")
+
+
+class DagStatus(_Wire):
+    """The main stop DAG as obshell last reported it (its times are obshell's strings)."""
+
+    id: str
+    dag_id: int = Field(0, alias="dagId")
+    name: str = ""
+    stage: int = 0
+    max_stage: int = Field(0, alias="maxStage")
+    state: str = ""
+    operator: str = ""
+    start_time: str = Field("", alias="startTime")
+    end_time: str = Field("", alias="endTime")
+    current_node: str = Field("", alias="currentNode")
+    failed_node: str = Field("", alias="failedNode")
+
+
+class RequestStatus(_Wire):
+    phase: Phase | None = None
+    observed_generation: int | None = Field(None, alias="observedGeneration")
+    start_time: OurTime | None = Field(None, alias="startTime")
+    completion_time: OurTime | None = Field(None, alias="completionTime")
+    reason: str | None = None
+    message: str | None = None
+    progress: str | None = None
+    attempts: int | None = None
+    consecutive_errors: int | None = Field(None, alias="consecutiveErrors")
+    last_error: str | None = Field(None, alias="lastError")
+    next_check_time: OurTime | None = Field(None, alias="nextCheckTime")
+    submission: Submission | None = None
+    dag: DagStatus | None = None
+    conditions: list[Condition] = Field(default_factory=list)
+
+    @classmethod
+    def from_wire(cls, raw: Mapping[str, Any] | None) -> RequestStatus:
+        return cls.model_validate(dict(raw or {}))
+
+    def to_wire(self) -> dict[str, Any]:
+        wire: dict[str, Any] = self.model_dump(by_alias=True, exclude_none=True, mode="json")
+        if not self.conditions:
+            wire.pop("conditions", None)
+        return wire
+
+    @property
+    def terminal(self) -> bool:
+        return self.phase is not None and self.phase.terminal
+
+    def condition(self, kind: ConditionType) -> Condition | None:
+        return next((c for c in self.conditions if c.type == kind), None)
+
+    def set_condition(
+        self, kind: ConditionType, value: bool, reason: str, message: str, generation: int, now: datetime
+    ) -> None:
+        """Upsert a condition; lastTransitionTime moves only when its status changes."""
+        text: Literal["True", "False"] = "True" if value else "False"
+        reason, message = condition_reason(reason), message[:32768]
+        existing = self.condition(kind)
+        if existing is None:
+            self.conditions.append(
+                Condition(
+                    type=kind,
+                    status=text,
+                    reason=reason,
+                    message=message,
+                    observed_generation=generation,
+                    last_transition_time=now,
+                )
+            )
+            return
+        if existing.status != text:
+            existing.last_transition_time = now
+        existing.status, existing.reason, existing.message = text, reason, message
+        existing.observed_generation = generation
+
+    def clear_fault(self) -> None:
+        self.last_error = self.next_check_time = self.consecutive_errors = None
+
+
+def condition_reason(text: str) -> str:
+    """Condition reasons are CamelCase identifiers; obshell's dotted errCodes are squashed into one."""
+    squashed = re.sub(r"[^A-Za-z0-9_]", "", text)
+    return squashed if squashed[:1].isalpha() else f"E{squashed}" if squashed else "Unknown"

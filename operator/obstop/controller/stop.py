@@ -1,0 +1,396 @@
+"""One step of an ObStopRequest: the calls to obshell around the pure decisions of decisions.py.
+
+spec -> (record the submission) -> look for an earlier DAG if a stop may have landed, else POST /api/v1/ob/stop
+-> poll the main DAG -> status. Each step returns a Decision; the Kopf handler (main.py) writes it and schedules
+the next step.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from obstop.controller import answers, decisions, pacing
+from obstop.controller.agents import Agents, SecretNotReleased
+from obstop.controller.decisions import At, Decision, Event, Step
+from obstop.controller.metrics import Metrics
+from obstop.controller.resource import InvalidSpec, ObStopRequestSpec, parse_spec
+from obstop.controller.runtime import RequestRuntime, Runtimes
+from obstop.controller.secrets import SecretReader, SecretUnavailable
+from obstop.controller.settings import Settings
+from obstop.controller.status import EventReason, Reason, RequestStatus, Submission, parse_time, rfc3339
+from obstop.obshell import DagDetail, ObshellApiError, ObshellClient, ObshellError, ObshellTransportError, ids
+
+Logger = logging.Logger | logging.LoggerAdapter[Any]
+
+
+@dataclass(frozen=True)
+class Request:
+    """What a step needs to know about the resource."""
+
+    namespace: str
+    name: str
+    uid: str
+    generation: int
+    spec: Mapping[str, Any]
+    status: RequestStatus
+
+
+class Controller:
+    """The running controller: its settings, the agents' clients, and what it keeps about each request."""
+
+    def __init__(self, settings: Settings, secrets: SecretReader, metrics: Metrics | None = None) -> None:
+        self.settings = settings
+        self.metrics = metrics or Metrics()
+        self.agents = Agents(settings, secrets)
+        self.runtimes = Runtimes()
+        self.node_times = pacing.NodeTimes()
+
+    async def aclose(self) -> None:
+        await self.agents.aclose()
+
+    def forget(self, uid: str) -> None:
+        """A deleted request: the one place its runtime object goes."""
+        runtime = self.runtimes.forget(uid)
+        if runtime is not None:
+            self.metrics.phase_changed(runtime.phase, None)
+
+    async def step(self, req: Request, logger: Logger) -> Decision:
+        runtime = self.runtimes.get(req.uid, req.namespace, req.name)
+        decision = await self._step(req, runtime, logger)
+        self._account(req, runtime, decision)
+        runtime.expect_next_step(decision.next_step_in)
+        return decision
+
+    def _account(self, req: Request, runtime: RequestRuntime, decision: Decision) -> None:
+        old, new = req.status, decision.status
+        if new.phase != runtime.phase:
+            self.metrics.phase_changed(runtime.phase, new.phase)
+            runtime.phase = new.phase
+        if (new.attempts or 0) > (old.attempts or 0):
+            self.metrics.retries.labels(str(new.reason or "unknown")).inc()
+        if new.terminal and not old.terminal:
+            seconds = (datetime.now(UTC) - new.start_time).total_seconds() if new.start_time else None
+            self.metrics.finished(new.phase, runtime.polls, seconds)
+            runtime.polls, runtime.clock = 0, None
+
+    async def _step(self, req: Request, runtime: RequestRuntime, logger: Logger) -> Decision:
+        at = At(req.generation, datetime.now(UTC))
+        status = req.status
+        step = decisions.next_step(status)
+        if step is Step.DONE:
+            return Decision(status, None)
+        try:
+            spec = parse_spec(req.spec)
+        except InvalidSpec as exc:
+            return decisions.failed(status, Reason.INVALID_SPEC, str(exc), at)
+        if step is Step.RECORD and spec.not_after is not None and at.now > spec.not_after:
+            # Before any call to the agent: a stale request is never begun.
+            message = (
+                f"not begun: spec.notAfter ({rfc3339(spec.not_after)}) has passed; nothing was sent "
+                "to the agent (a request re-created after its stop? create a new one to stop again)"
+            )
+            return decisions.failed(status, Reason.EXPIRED, message, at)
+        if decisions.deadline_exceeded(status, spec.active_deadline_seconds, at.now):
+            dag = status.dag
+            where = f" (stop DAG {dag.id} is still {dag.state})" if step is Step.POLL and dag else ""
+            message = f"not finished within activeDeadlineSeconds={spec.active_deadline_seconds}{where}"
+            return decisions.failed(status, Reason.DEADLINE_EXCEEDED, message, at)
+        try:
+            client = await self.agents.client(req.namespace, spec)
+        except SecretUnavailable as exc:
+            return decisions.fault(status, Reason.WAITING_FOR_SECRET, str(exc), at, self.settings)
+        except SecretNotReleased as exc:  # before any connection to the agent: nothing was sent
+            return decisions.failed(status, exc.refusal.reason, exc.refusal.message, at)
+        async with self.agents.slot(client):
+            if step is Step.RECORD:
+                return await self._record(req, runtime, client, at)
+            if step is Step.SUBMIT:
+                return await self._submit(req, runtime, spec, client, at, logger)
+            return await self._poll(req, runtime, client, at, logger)
+
+    # ----------------------------------------------------------------------------------------------
+    # Record: before anything is POSTed
+
+    async def _record(self, req: Request, runtime: RequestRuntime, client: ObshellClient, at: At) -> Decision:
+        """Ask the agent who it is and for its clock, then persist the submission."""
+        try:
+            with self.metrics.call("info"):
+                info = await client.info()
+        except ObshellError as exc:
+            return decisions.obshell_fault(req.status, exc, at, self.settings)
+        refusal = answers.unsupported_agent(info.version, info.supported_auth, info.identity)
+        if refusal is not None:  # before any signed call: nothing was sent, the password included
+            return decisions.failed(req.status, *refusal, at)
+        runtime.may_have_landed = False
+        submission = Submission(
+            agent=client.endpoint.base_url,
+            requested_at=at.now,
+            not_before=client.last_server_time or at.now,
+            receiver=_address(info.ip, info.port),
+            obshell_version=info.version or None,
+        )
+        return decisions.record_submission(req.status, submission, at)
+
+    # ----------------------------------------------------------------------------------------------
+    # Submit: find the DAG of a stop that may have landed, else POST
+
+    async def _submit(
+        self,
+        req: Request,
+        runtime: RequestRuntime,
+        spec: ObStopRequestSpec,
+        client: ObshellClient,
+        at: At,
+        logger: Logger,
+    ) -> Decision:
+        status, settings = req.status, self.settings
+        assert status.submission is not None  # Step.SUBMIT
+        params = spec.stop_params()
+        blind = False  # looked for an earlier DAG where the agent could not show its finished ones
+        if runtime.may_have_landed:
+            try:
+                moved = await self._receiver_moved(client, status.submission)
+                if moved is not None:
+                    # An earlier POST may have landed on the agent recorded, whose history only it holds:
+                    # sending again from here could stop the cluster twice. Wait until it answers there again.
+                    return decisions.fault(status, Reason.AGENT_CHANGED, moved, at, settings)
+                with self.metrics.call("unfinished_dags"):
+                    earlier, blind = await self._find_earlier_dag(client, status.submission, spec)
+            except ObshellError as exc:
+                return self._submit_failed(req, exc, at)
+            if earlier is not None:
+                logger.info("adopting stop DAG %s of an unanswered submission", earlier.id)
+                runtime.clock = pacing.StageClock(earlier.stage, time.monotonic())
+                return decisions.submitted(
+                    status, earlier, at, adopted=True, next_poll=self._poll_in(earlier, runtime, client)
+                )
+        runtime.may_have_landed = True  # from here on, until obshell says otherwise
+        try:
+            with self.metrics.call("stop"):
+                self.metrics.submitted.inc()
+                dag = await client.stop(params)
+        except ObshellError as exc:
+            # The agent answered with an error (it created no DAG), or the request certainly never reached it.
+            # A proxy's 502/504 page is neither: the agent behind it may have created the DAG.
+            if (isinstance(exc, ObshellApiError) and exc.enveloped) or (
+                isinstance(exc, ObshellTransportError) and not exc.maybe_delivered
+            ):
+                runtime.may_have_landed = False
+            if isinstance(exc, ObshellApiError) and exc.is_force_stop_required:
+                return await self._force_stop_required(req, client, exc, at, blind=blind)
+            return self._submit_failed(req, exc, at)
+        logger.info("stop DAG %s submitted (%s, %s)", dag.id, spec.scope.type.value, spec.mode)
+        runtime.clock = pacing.StageClock(dag.stage, time.monotonic())
+        expected = self.node_times.expected_dag_seconds(dag.max_stage)
+        next_poll = pacing.next_poll_seconds(expected, self.node_times.fine_seconds(None, settings), settings)
+        decision = decisions.submitted(status, dag, at, adopted=False, next_poll=next_poll)
+        receiver, created_on = status.submission.receiver, _agent_of(dag.id)
+        if receiver and created_on and created_on != receiver:
+            message = (
+                f"the stop was answered by agent {created_on}, not {receiver} that answered at "
+                f"{client.endpoint.base_url} just before: the address reaches more than one agent (a load-balanced "
+                "Service?). Give spec.obshell.address of one agent; the stop goes on being followed"
+            )
+            logger.warning("%s", message)
+            decision = decision.with_event(Event("Warning", EventReason.AGENT_CHANGED, message))
+        return decision
+
+    def _submit_failed(self, req: Request, exc: ObshellError, at: At) -> Decision:
+        if not exc.transient:
+            return decisions.failed(req.status, *answers.permanent_error(exc), at)
+        decision = decisions.obshell_fault(req.status, exc, at, self.settings)
+        if (isinstance(exc, ObshellTransportError) and exc.maybe_delivered) or (
+            isinstance(exc, ObshellApiError) and not exc.enveloped
+        ):
+            # The stop may have landed: give the agent a moment, then look for its DAG before sending again.
+            wait = max(decision.next_step_in or 0, self.settings.lookup_grace_seconds)
+            decision = Decision(decision.status, wait, decision.events)
+        return decision
+
+    async def _force_stop_required(
+        self, req: Request, client: ObshellClient, exc: ObshellApiError, at: At, *, blind: bool
+    ) -> Decision:
+        """obshell asks for `force` whenever the receiving agent's observer has no usable connection (obState
+        below 3), also while it boots or its pool reconnects (obshell agent/executor/ob/stop.go CheckStopObParam,
+        repository/db/oceanbase/status.go). Only an observer process that is not running makes that final."""
+        try:
+            with self.metrics.call("status"):
+                agent = await client.status()
+        except ObshellError:
+            agent = None
+        if agent is None or agent.ob_state == 0:
+            reason, message = answers.permanent_error(exc)
+            if agent is not None:
+                message += " (the agent reports its observer process is not running)"
+            if blind:
+                # An earlier POST of this request may have landed and done the stop, and this agent keeps no
+                # history to tell (the DAG list route came with obshell 4.3.0.0): say so, never claim either way.
+                version = req.status.submission.obshell_version if req.status.submission else None
+                reason = Reason.OUTCOME_UNKNOWN
+                message = (
+                    f"an earlier stop of this request may have run: its answer was lost and obshell "
+                    f"{version or 'before 4.3.0'} keeps no DAG history to look it up in (obshell 4.3.0 and "
+                    "later do). Sending it again was refused: " + message
+                )
+            return decisions.failed(req.status, reason, message, at)
+        state = {1: "running without a connection yet", 2: "reachable only through a restricted connection"}
+        message = (
+            f"{answers.describe_error(exc)}; the agent's observer is {state.get(agent.ob_state, 'not ready')} "
+            f"(obState {agent.ob_state}): trying again until it is available (or activeDeadlineSeconds passes)"
+        )
+        return decisions.fault(req.status, Reason.FORCE_STOP_REQUIRED, message, at, self.settings)
+
+    async def _receiver_moved(self, client: ObshellClient, submission: Submission) -> str | None:
+        """Why the agent now answering at the address is not the one recorded before the first POST, if not."""
+        if not submission.receiver:
+            return None
+        with self.metrics.call("info"):
+            info = await client.info()
+        now_at = _address(info.ip, info.port)
+        if now_at == submission.receiver:
+            return None
+        return (
+            f"{client.endpoint.base_url} now reaches agent {now_at}, not {submission.receiver} that answered before "
+            "the stop was sent: the address must reach exactly one agent (not a load-balanced Service). Nothing is "
+            f"sent again until {submission.receiver} answers there, since only it knows whether the earlier stop "
+            "landed"
+        )
+
+    async def _find_earlier_dag(
+        self, client: ObshellClient, submission: Submission, spec: ObStopRequestSpec
+    ) -> tuple[DagDetail | None, bool]:
+        """The stop DAG of an earlier POST whose answer we never saw, if the agent has one; and whether the agent
+        could not show its finished DAGs (no history route before obshell 4.3.0.0).
+
+        The main DAG of a stop lives on the agent that received it: listed as unfinished while it runs, and in
+        its history after. Only a DAG the agent started since `notBefore` (its own clock, recorded before the
+        first POST) can be ours, and only one of this mode: the CLI, the dashboard and the per-zone stop API
+        make "Stop OB" DAGs too (their nodes differ).
+        """
+        mode = {"force": spec.force, "terminate": spec.terminate}
+
+        async def ours(dags: list[DagDetail]) -> DagDetail | None:
+            candidates = sorted(
+                (
+                    dag
+                    for dag in dags
+                    if answers.dag_matches(dag, **mode)
+                    and (started := _parse_agent_time(dag.start_time)) is not None
+                    and started >= submission.not_before
+                ),
+                key=lambda d: d.dag_id,
+            )
+            for candidate in candidates:
+                # The lists carry no nodes: read the DAG itself, to compare its nodes with this mode's and so
+                # that a stop that already failed is reported with its failing node and last log line.
+                detailed = await client.get_dag(candidate.id)
+                if answers.dag_matches(detailed, **mode):
+                    return detailed
+            return None
+
+        found = await ours(await client.agent_unfinished_dags())
+        if found is not None:
+            return found, False
+        try:
+            history = await client.agent_dags()
+        except ObshellApiError as exc:
+            if exc.is_unknown_route:  # before 4.3.0.0: the unfinished list is all the agent has
+                return None, True
+            raise
+        return await ours(history), False
+
+    # ----------------------------------------------------------------------------------------------
+    # Poll: follow the main DAG
+
+    async def _poll(
+        self, req: Request, runtime: RequestRuntime, client: ObshellClient, at: At, logger: Logger
+    ) -> Decision:
+        status = req.status
+        assert status.dag is not None  # Step.POLL
+        try:
+            runtime.polls += 1
+            with self.metrics.call("get_dag"):
+                dag = await client.get_dag(status.dag.id, details=True)
+        except ObshellError as exc:
+            return self._poll_failed(req, exc, at)
+        mono = time.monotonic()
+        if runtime.clock is None:
+            runtime.clock = pacing.StageClock(dag.stage, mono)
+        runtime.clock.observe(dag.stage, mono)
+        self.node_times.learn(dag, runtime.clock)
+        decision = decisions.observed(status, dag, at, next_poll=self._poll_in(dag, runtime, client))
+        if decision.done:
+            logger.info("stop DAG %s finished: %s", dag.id, decision.status.phase)
+        return decision
+
+    def _poll_in(
+        self, dag: DagDetail, runtime: RequestRuntime | None = None, client: ObshellClient | None = None
+    ) -> float:
+        clock = runtime.clock if runtime is not None else None
+        remaining = pacing.remaining_seconds(
+            dag,
+            self.node_times,
+            clock,
+            seconds_in_node=pacing.seconds_in_node(dag, client.last_server_time if client else None),
+            seconds_in_stage=time.monotonic() - clock.since if clock is not None else 0.0,
+        )
+        fine = self.node_times.fine_seconds(dag, self.settings)
+        return pacing.next_poll_seconds(remaining, fine, self.settings)
+
+    def _poll_failed(self, req: Request, exc: ObshellError, at: At) -> Decision:
+        status, settings = req.status, self.settings
+        if exc.transient:
+            return decisions.obshell_fault(status, exc, at, settings)
+        if isinstance(exc, ObshellApiError) and exc.is_unauthorized:
+            # The stop is already under way at the agent: failing the request would misreport it. Keep following
+            # the DAG, saying what to fix, until the credentials work again. obshell checks the root password
+            # against what it cached while the observers were up, and cannot reread it from a stopped cluster.
+            _, message = answers.permanent_error(exc)
+            message += (
+                "; if the root password was rotated while the cluster stops, obshell still expects the one it "
+                "had: put that back in the Secret until the stop ends (the stop itself is not affected)"
+            )
+            return decisions.fault(status, exc.reason, message, at, settings)
+        if isinstance(exc, ObshellApiError) and exc.status == 404:
+            return self._dag_not_found(status, exc, at)
+        return decisions.failed(status, *answers.permanent_error(exc), at)
+
+    def _dag_not_found(self, status: RequestStatus, exc: ObshellApiError, at: At) -> Decision:
+        """obshell answers 404 for any lookup error, a busy sqlite included, and forwards an old id to the address
+        it encodes (agent/executor/task/dag.go): only "record not found", several times in a row, means gone."""
+        assert status.dag is not None
+        dag_id, text = status.dag.id, answers.describe_error(exc)
+        if not exc.is_record_not_found:
+            message = f"the agent could not look up stop DAG {dag_id} ({text}); the stop is not affected"
+            return decisions.fault(status, Reason.DAG_LOOKUP_FAILED, message, at, self.settings)
+        streak = (status.consecutive_errors or 0) + 1 if status.reason == Reason.DAG_NOT_FOUND else 1
+        tries = answers.DAG_NOT_FOUND_TRIES
+        if streak >= tries:
+            message = f"stop DAG {dag_id} no longer exists on the agent ({streak} lookups in a row): {text}"
+            return decisions.failed(status, Reason.DAG_NOT_FOUND, message, at)
+        message = f"stop DAG {dag_id} not found on the agent (lookup {streak} of {tries}): {text}"
+        # The streak counts these answers only: a fault of another kind before them does not shorten it.
+        counted = status.model_copy(update={"consecutive_errors": streak - 1})
+        return decisions.fault(counted, Reason.DAG_NOT_FOUND, message, at, self.settings)
+
+
+def _address(ip: str, port: int) -> str:
+    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+
+
+def _agent_of(generic_id: str) -> str | None:
+    """The ip:port a local DAG id encodes (obshell agent/engine/task/task_dto.go ConvertToGenericID)."""
+    try:
+        return ids.decode(generic_id).agent
+    except ValueError:
+        return None
+
+
+def _parse_agent_time(text: str) -> datetime | None:
+    moment = parse_time(text)
+    return moment if moment is not None and moment.tzinfo is not None else None
