@@ -53,5 +53,7 @@ def test_a_normal_stop_logs_no_error_and_the_next_steps_at_debug(stack: Stack) -
     # With DEBUG on, Kopf's line for our TemporaryError is there, carrying our text, demoted to debug.
     debug = run_one(stack, "verbose", 1, {"OBSTOP_LOG_LEVEL": "DEBUG"})
     steps = [r for r in debug if NEXT_STEP in r.get("message", "")]
-    assert steps, "Kopf no longer logs the TemporaryError with its text: the filter in main.py matches nothing"
+    assert steps, (
+        "Kopf no longer logs the TemporaryError with its text: the filter in main.py matches nothing"
+    )
     assert {r.get("severity", r.get("level", "")).lower() for r in steps} == {"debug"}, steps[:3]
