@@ -6,6 +6,8 @@
 --   Failed                                     -> Degraded, with the controller's message
 --   Failed, annotated obshell.oceanbase.com/failure-acknowledged: "true"
 --                                              -> Healthy: a record kept without the alarm
+--   Cancelled on request (CancelledOnRequest)  -> Healthy: someone asked for it, with what was stopped
+--   Cancelled at the deadline                  -> Degraded
 hs = {}
 local status = obj.status
 if status == nil or status.phase == nil or status.phase == "" then
@@ -44,6 +46,13 @@ elseif phase == "Failed" then
     hs.status = "Healthy"
     hs.message = "Failed (acknowledged): " .. hs.message
   end
+elseif phase == "Cancelled" then
+  if status.reason == "CancelledOnRequest" then
+    hs.status = "Healthy"
+  else
+    hs.status = "Degraded"
+  end
+  hs.message = "Cancelled: " .. (detail or status.reason or "the stop was cancelled")
 elseif phase == "Pending" or phase == "Submitted" or phase == "Running" then
   hs.status = "Progressing"
   local text = phase

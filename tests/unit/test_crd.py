@@ -99,6 +99,7 @@ def test_field_names_are_the_contract(schema: dict[str, Any]) -> None:
         "spec.terminate",
         "spec.forcePassDag",
         "spec.activeDeadlineSeconds",
+        "spec.deadlineAction",
         "status.phase",
         "status.observedGeneration",
         "status.startTime",
@@ -128,6 +129,9 @@ def test_field_names_are_the_contract(schema: dict[str, Any]) -> None:
         "status.conditions[].lastTransitionTime",
         "status.conditions[].reason",
         "status.conditions[].message",
+        "status.cancellation.by",
+        "status.agents[].agent",
+        "status.agents[].observerStopped",
     } <= paths
     spec = schema["properties"]["spec"]
     assert schema["required"] == ["spec"]
@@ -139,6 +143,7 @@ def test_field_names_are_the_contract(schema: dict[str, Any]) -> None:
         "Running",
         "Succeeded",
         "Failed",
+        "Cancelled",
     ]
     conditions = schema["properties"]["status"]["properties"]["conditions"]
     assert conditions["x-kubernetes-list-type"] == "map"

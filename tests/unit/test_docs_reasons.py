@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from obstop.controller.status import FAILS, RETRIED, Reason
+from obstop.controller.status import CANCELS, FAILS, RETRIED, Reason
 from obstop.obshell import errors
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -100,9 +100,15 @@ def test_each_reason_is_in_the_phase_the_code_leaves_it_in() -> None:
         assert phase_of[reason.value] == "Failed", reason
     for reason in RETRIED:
         assert "retried" in phase_of[reason.value], reason
+    for reason in CANCELS:
+        assert phase_of[reason.value] == "Cancelled", reason
     for reason in ("AgentUnreachable", "BadAgentResponse"):
         assert "retried" in phase_of[reason], reason
-    assert set(Reason) - FAILS - RETRIED == {Reason.RUNNING, Reason.SUCCEEDED, Reason.FORCE_STOP_REQUIRED}
+    assert set(Reason) - FAILS - RETRIED - CANCELS == {
+        Reason.RUNNING,
+        Reason.SUCCEEDED,
+        Reason.FORCE_STOP_REQUIRED,
+    }
 
 
 def test_http_reasons_are_written_as_the_code_writes_them() -> None:

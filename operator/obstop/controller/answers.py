@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import re
 
-from obstop.controller.status import Reason
-from obstop.obshell import DagDetail, ObshellApiError, ObshellError, ObshellTransportError
+from obstop.controller.status import AgentProgress, Reason
+from obstop.obshell import DagDetail, DagState, ObshellApiError, ObshellError, ObshellTransportError
 from obstop.obshell.client import DEFAULT_LIFETIME
 
 # The name of the main DAG that POST /api/v1/ob/stop creates (obshell agent/executor/ob/stop.go).
@@ -54,6 +54,40 @@ def dag_matches(dag: DagDetail, *, force: bool, terminate: bool) -> bool:
     if dag.name != STOP_DAG_NAME or dag.max_stage != len(wanted):
         return False
     return dag.nodes is None or [node.name for node in dag.nodes] == wanted
+
+
+MAX_AGENT_ROWS = 64  # the CRD's maxItems: a bounded status, whatever the cluster's size
+_MAX_LOG = 512
+# The sub-DAG node that kills an agent's observer (obshell agent/executor/ob/stop_obsvr.go buildSubStopTemplate).
+STOP_OBSERVER_NODE = "Stop observer"
+
+
+def agent_rows(dag: DagDetail) -> list[AgentProgress] | None:
+    """Each agent the DAG works on: the last main-DAG node with a task for it, that task's state, its last log
+    line if it failed. From the DAG read with details alone (no call per agent); None without details."""
+    if dag.nodes is None:
+        return None
+    sub_dags = (dag.additional_data or {}).get("sub_dags")
+    rows: dict[str, AgentProgress] = {}
+    if isinstance(sub_dags, dict):
+        for agent, sub_id in sub_dags.items():
+            rows[str(agent)] = AgentProgress(agent=str(agent), sub_dag=str(sub_id))
+    for node in dag.nodes:
+        for task in node.sub_tasks or ():
+            if task.execute_agent is None:
+                continue
+            ip, port = task.execute_agent.ip, task.execute_agent.port
+            agent = f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+            row = rows.setdefault(agent, AgentProgress(agent=agent))
+            row.node, row.state = node.name, task.state.value
+            failed = task.state is DagState.FAILED and task.task_logs
+            row.last_log = task.task_logs[-1][:_MAX_LOG] if failed and task.task_logs else None
+    return sorted(rows.values(), key=lambda r: r.agent)[:MAX_AGENT_ROWS]
+
+
+def observer_stopped(sub_dag: DagDetail) -> bool:
+    """Whether an agent's sub-DAG (read with details) killed its observer."""
+    return any(n.name == STOP_OBSERVER_NODE and n.state is DagState.SUCCEED for n in sub_dag.nodes or ())
 
 
 def parse_version(text: str) -> tuple[int, ...] | None:

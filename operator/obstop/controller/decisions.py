@@ -10,11 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import Enum
+from typing import Literal
 
 from obstop.controller import answers
 from obstop.controller.resource import Phase
 from obstop.controller.settings import Settings
 from obstop.controller.status import (
+    AgentProgress,
+    Cancellation,
     ConditionType,
     DagStatus,
     EventReason,
@@ -151,6 +154,7 @@ def observed(status: RequestStatus, dag: DagDetail, at: At, *, next_poll: float)
     new.clear_fault()
     before = status.dag.stage if status.dag is not None else None
     _write_dag(new, dag)
+    new.agents = answers.agent_rows(dag) or new.agents
     if dag.finished:
         new.completion_time = at.now
         if dag.succeeded:
@@ -205,6 +209,52 @@ def failed(status: RequestStatus, reason: str, message: str, at: At) -> Decision
     new.completion_time = at.now
     _finish(new, Phase.FAILED, reason, message, at)
     return Decision(new, None, (Event("Warning", EventReason.FAILED, message),))
+
+
+def cancel_requested(status: RequestStatus, by: Literal["Annotation", "Deadline"], at: At) -> RequestStatus:
+    """The cancel is recorded once; later steps carry it on."""
+    new = _begun(status, at)
+    if new.cancellation is None:
+        new.cancellation = Cancellation(requested_at=at.now, by=by)
+    return new
+
+
+def cancel_sent(status: RequestStatus, dag: DagDetail, at: At, *, next_poll: float) -> Decision:
+    """obshell accepted the CANCEL of the stop DAG: follow it until it stops."""
+    new = _begun(status, at)
+    assert new.cancellation is not None
+    new.cancellation.sent_at = at.now
+    _write_dag(new, dag)
+    message = f"cancelling stop DAG {dag.id} at stage {dag.stage}/{dag.max_stage}: waiting for it to stop"
+    new.reason, new.message = Reason.RUNNING, message
+    _progressing(new, at, Reason.RUNNING, message)
+    return Decision(new, next_poll, (Event("Normal", EventReason.CANCELLING, message),))
+
+
+def cancelled(
+    status: RequestStatus, reason: Reason, message: str, at: At, *, agents: list[AgentProgress] | None = None
+) -> Decision:
+    """The request ends Cancelled: on request (not a failure) or at its deadline (stalled)."""
+    new = status.model_copy(deep=True)
+    if new.start_time is None:
+        new.start_time = at.now
+    new.completion_time = at.now
+    if agents is not None:
+        new.agents = agents
+    new.phase = Phase.CANCELLED
+    new.reason, new.message = reason, message
+    new.observed_generation = at.generation
+    new.clear_fault()
+    stalled = reason is Reason.DEADLINE_CANCELLED
+    for kind, value in (
+        (ConditionType.READY, False),
+        (ConditionType.RECONCILING, False),
+        (ConditionType.STALLED, stalled),
+        (ConditionType.COMPLETE, False),
+        (ConditionType.FAILED, False),
+    ):
+        new.set_condition(kind, value, reason, message, at.generation, at.now)
+    return Decision(new, None, (Event("Warning", EventReason.CANCELLED, message),))
 
 
 def backoff(attempts: int, settings: Settings) -> float:

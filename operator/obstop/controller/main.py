@@ -191,6 +191,7 @@ async def follow_request(
         generation=int(meta.get("generation") or 1),
         spec=dict(spec),
         status=RequestStatus.from_wire(_plain(status)),
+        annotations=dict(meta.annotations or {}),
     )
     decision = await controller.step(request, logger)
     _write_status(patch, _plain(status), decision)

@@ -35,10 +35,21 @@ class Phase(StrEnum):
     RUNNING = "Running"
     SUCCEEDED = "Succeeded"
     FAILED = "Failed"
+    CANCELLED = "Cancelled"
 
     @property
     def terminal(self) -> bool:
-        return self in (Phase.SUCCEEDED, Phase.FAILED)
+        return self in (Phase.SUCCEEDED, Phase.FAILED, Phase.CANCELLED)
+
+
+class DeadlineAction(StrEnum):
+    REPORT = "Report"  # Failed, DeadlineExceeded; the DAG is left to run
+    CANCEL = "Cancel"  # the DAG is cancelled; Cancelled, DeadlineCancelled
+
+
+# Set to "true" on a request, it asks the controller to cancel the stop (docs/runbook.md). An annotation, not a
+# spec field: the spec is immutable, and a cancel is an action on the request, not a different stop.
+CANCEL_ANNOTATION = f"{GROUP}/cancel"
 
 
 class _Spec(BaseModel):
@@ -85,6 +96,7 @@ class ObStopRequestSpec(_Spec):
     active_deadline_seconds: Annotated[int, Field(ge=1, le=31_536_000)] | None = Field(
         None, alias="activeDeadlineSeconds"
     )
+    deadline_action: DeadlineAction = Field(DeadlineAction.REPORT, alias="deadlineAction")
     # After this moment the request refuses to begin (a request re-created from Git or a backup long after its
     # stop: docs/gitops.md); one already begun is followed to its end.
     not_after: AwareDatetime | None = Field(None, alias="notAfter")

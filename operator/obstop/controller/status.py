@@ -41,7 +41,12 @@ class Reason(StrEnum):
     UNSUPPORTED_OBSHELL_VERSION = "UnsupportedObshellVersion"  # auth v1 only (obshell 4.2.2): Failed
     NOT_A_CLUSTER_AGENT = "Agent.Identify.NotSupportOperation"  # obshell's own code, also for its old form
     FORCE_STOP_REQUIRED = "OB.Cluster.ForceStopRequired"  # obshell's own code, also for its old form
-    CANCELLED = "Cancelled"  # the DAG was cancelled on the agent: Failed
+    CANCELLED = "Cancelled"  # the DAG was cancelled on the agent by someone else: Failed
+    CANCELLED_ON_REQUEST = "CancelledOnRequest"  # the cancel annotation: phase Cancelled
+    DEADLINE_CANCELLED = (
+        "DeadlineCancelled"  # activeDeadlineSeconds passed with deadlineAction Cancel: Cancelled
+    )
+    CANCEL_NOT_ALLOWED = "Task.Dag.Operator.CancelNotAllowed"  # obshell's own code: the cancel is retried
     DAG_FAILED = "DagFailed"  # the DAG failed and its log line carries no errCode: Failed
 
 
@@ -62,8 +67,11 @@ FAILS = frozenset(
         Reason.DAG_FAILED,
     }
 )
-RETRIED = frozenset({Reason.WAITING_FOR_SECRET, Reason.DAG_LOOKUP_FAILED, Reason.AGENT_CHANGED})
-# Neither: Running and Succeeded; ForceStopRequired is retried while the observer boots, else fails.
+RETRIED = frozenset(
+    {Reason.WAITING_FOR_SECRET, Reason.DAG_LOOKUP_FAILED, Reason.AGENT_CHANGED, Reason.CANCEL_NOT_ALLOWED}
+)
+CANCELS = frozenset({Reason.CANCELLED_ON_REQUEST, Reason.DEADLINE_CANCELLED})  # phase Cancelled
+# None of these: Running and Succeeded; ForceStopRequired is retried while the observer boots, else fails.
 
 
 class ConditionType(StrEnum):
@@ -92,6 +100,8 @@ class EventReason(StrEnum):
     FAILED = "Failed"
     RETRYING = "Retrying"
     AGENT_CHANGED = "AgentChanged"
+    CANCELLING = "Cancelling"
+    CANCELLED = "Cancelled"
 
 
 def rfc3339(moment: datetime) -> str:
@@ -142,6 +152,25 @@ class Submission(_Wire):
     obshell_version: str | None = Field(None, alias="obshellVersion")
 
 
+class Cancellation(_Wire):
+    """A cancel, once asked for (the annotation, or the deadline with deadlineAction Cancel)."""
+
+    requested_at: OurTime = Field(alias="requestedAt")
+    by: Literal["Annotation", "Deadline"]
+    sent_at: OurTime | None = Field(None, alias="sentAt")  # obshell's CANCEL sent for the stop DAG
+
+
+class AgentProgress(_Wire):
+    """One agent the stop DAG works on, as the main DAG last reported it (no extra call to obshell)."""
+
+    agent: str
+    sub_dag: str | None = Field(None, alias="subDag")
+    node: str | None = None
+    state: str | None = None
+    last_log: str | None = Field(None, alias="lastLog")
+    observer_stopped: bool | None = Field(None, alias="observerStopped")
+
+
 class DagStatus(_Wire):
     """The main stop DAG as obshell last reported it (its times are obshell's strings)."""
 
@@ -171,7 +200,9 @@ class RequestStatus(_Wire):
     last_error: str | None = Field(None, alias="lastError")
     next_check_time: OurTime | None = Field(None, alias="nextCheckTime")
     submission: Submission | None = None
+    cancellation: Cancellation | None = None
     dag: DagStatus | None = None
+    agents: list[AgentProgress] | None = None
     conditions: list[Condition] = Field(default_factory=list)
 
     @classmethod

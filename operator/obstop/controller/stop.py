@@ -10,15 +10,21 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from obstop.controller import answers, decisions, pacing
+from obstop.controller import answers, cancel, decisions, pacing
 from obstop.controller.agents import Agents, SecretNotReleased
 from obstop.controller.decisions import At, Decision, Event, Step
 from obstop.controller.metrics import Metrics
-from obstop.controller.resource import InvalidSpec, ObStopRequestSpec, parse_spec
+from obstop.controller.resource import (
+    CANCEL_ANNOTATION,
+    DeadlineAction,
+    InvalidSpec,
+    ObStopRequestSpec,
+    parse_spec,
+)
 from obstop.controller.runtime import RequestRuntime, Runtimes
 from obstop.controller.secrets import SecretReader, SecretUnavailable
 from obstop.controller.settings import Settings
@@ -38,6 +44,11 @@ class Request:
     generation: int
     spec: Mapping[str, Any]
     status: RequestStatus
+    annotations: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def cancel_asked(self) -> bool:
+        return self.annotations.get(CANCEL_ANNOTATION, "").strip().lower() == "true"
 
 
 class Controller:
@@ -95,11 +106,19 @@ class Controller:
                 "to the agent (a request re-created after its stop? create a new one to stop again)"
             )
             return decisions.failed(status, Reason.EXPIRED, message, at)
+        cancel_by: cancel.By | None = "Annotation" if req.cancel_asked else None
         if decisions.deadline_exceeded(status, spec.active_deadline_seconds, at.now):
-            dag = status.dag
-            where = f" (stop DAG {dag.id} is still {dag.state})" if step is Step.POLL and dag else ""
-            message = f"not finished within activeDeadlineSeconds={spec.active_deadline_seconds}{where}"
-            return decisions.failed(status, Reason.DEADLINE_EXCEEDED, message, at)
+            if spec.deadline_action is DeadlineAction.CANCEL:
+                cancel_by = cancel_by or "Deadline"
+            else:
+                dag = status.dag
+                where = f" (stop DAG {dag.id} is still {dag.state})" if step is Step.POLL and dag else ""
+                message = f"not finished within activeDeadlineSeconds={spec.active_deadline_seconds}{where}"
+                return decisions.failed(status, Reason.DEADLINE_EXCEEDED, message, at)
+        if cancel_by is not None and (
+            step is Step.RECORD or (step is Step.SUBMIT and not runtime.may_have_landed)
+        ):
+            return cancel.before_anything_was_sent(status, cancel_by, at)
         try:
             client = await self.agents.client(req.namespace, spec)
         except SecretUnavailable as exc:
@@ -107,6 +126,8 @@ class Controller:
         except SecretNotReleased as exc:  # before any connection to the agent: nothing was sent
             return decisions.failed(status, exc.refusal.reason, exc.refusal.message, at)
         async with self.agents.slot(client):
+            if cancel_by is not None:
+                return await cancel.step(self, req, runtime, spec, client, at, cancel_by, logger)
             if step is Step.RECORD:
                 return await self._record(req, runtime, client, at)
             if step is Step.SUBMIT:
@@ -160,7 +181,7 @@ class Controller:
                     # sending again from here could stop the cluster twice. Wait until it answers there again.
                     return decisions.fault(status, Reason.AGENT_CHANGED, moved, at, settings)
                 with self.metrics.call("unfinished_dags"):
-                    earlier, blind = await self._find_earlier_dag(client, status.submission, spec)
+                    earlier, blind = await self.find_earlier_dag(client, status.submission, spec)
             except ObshellError as exc:
                 return self._submit_failed(req, exc, at)
             if earlier is not None:
@@ -261,7 +282,7 @@ class Controller:
             "landed"
         )
 
-    async def _find_earlier_dag(
+    async def find_earlier_dag(
         self, client: ObshellClient, submission: Submission, spec: ObStopRequestSpec
     ) -> tuple[DagDetail | None, bool]:
         """The stop DAG of an earlier POST whose answer we never saw, if the agent has one; and whether the agent
