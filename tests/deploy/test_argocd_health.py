@@ -170,3 +170,17 @@ def test_the_annotation_does_not_hide_a_stop_in_progress(phase: str) -> None:
     obj = request({"phase": phase, "observedGeneration": 1})
     obj["metadata"]["annotations"] = {ACKNOWLEDGED: "true"}
     assert health(obj)["status"] == "Progressing"
+
+
+@pytest.mark.parametrize(
+    ("reason", "expected"), [("CancelledOnRequest", "Healthy"), ("DeadlineCancelled", "Degraded")]
+)
+def test_a_cancel_on_request_is_healthy_and_at_the_deadline_degraded(reason: str, expected: str) -> None:
+    """Someone asked for the cancel: no alarm. The deadline cancelled it: the stop did not happen in time."""
+    from obstop.controller.status import Reason
+
+    message = "stop DAG 21 cancelled at stage 2/5; observers already stopped: none"
+    status = decisions.cancelled(RequestStatus(), Reason(reason), message, At(1, NOW)).status.to_wire()
+    result = health(request(status))
+    assert result["status"] == expected
+    assert result["message"] == f"Cancelled: {message}"

@@ -42,7 +42,8 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from obstop.testing.stack import Stack, status_line, stop_request
+    from obstop.commands.display import status_line
+    from obstop.testing.stack import Stack, stop_request
 
     if args.scope == "GLOBAL" and args.mode == "immediate":
         raise SystemExit(

@@ -24,6 +24,7 @@ from typing import Any
 
 import yaml
 
+from obstop.commands.display import status_line as status_line  # users' tests print with it
 from obstop.testing.apiproxy import FaultProxy
 from obstop.testing.controlplane import ADMIN_USER, ControlPlane, die_with_parent, stop_process
 from obstop.testing.obshell_sim import NEWEST, SimulatorConfig, SimulatorThread
@@ -346,17 +347,3 @@ class Stack:
         raise TimeoutError(
             f"{name}: condition not met in {timeout}s; last status {status}\ncontroller log tail:\n{tail}"
         )
-
-
-def status_line(name: str, status: Mapping[str, Any]) -> str:
-    """One compact line per change, like `kubectl get -w`."""
-    dag = status.get("dag") or {}
-    cols = [
-        time.strftime("%H:%M:%S"),
-        f"{name:<20}",
-        f"{status.get('phase', '-'):<10}",
-        f"{status.get('progress', '-'):<5}",
-        f"{dag.get('id', '-'):<20}",
-        str(status.get("message", "")),
-    ]
-    return "  ".join(cols)
