@@ -241,19 +241,7 @@ def cancelled(
     new.completion_time = at.now
     if agents is not None:
         new.agents = agents
-    new.phase = Phase.CANCELLED
-    new.reason, new.message = reason, message
-    new.observed_generation = at.generation
-    new.clear_fault()
-    stalled = reason is Reason.DEADLINE_CANCELLED
-    for kind, value in (
-        (ConditionType.READY, False),
-        (ConditionType.RECONCILING, False),
-        (ConditionType.STALLED, stalled),
-        (ConditionType.COMPLETE, False),
-        (ConditionType.FAILED, False),
-    ):
-        new.set_condition(kind, value, reason, message, at.generation, at.now)
+    _finish(new, Phase.CANCELLED, reason, message, at)
     return Decision(new, None, (Event("Warning", EventReason.CANCELLED, message),))
 
 
@@ -287,17 +275,21 @@ def _write_dag(status: RequestStatus, dag: DagDetail) -> None:
 
 
 def _finish(status: RequestStatus, phase: Phase, reason: str, message: str, at: At) -> None:
+    """A terminal phase and its conditions. Cancelled is neither complete nor failed; it is stalled only when the
+    deadline, not a person, cancelled it."""
     status.phase = phase
     status.reason, status.message = reason, message
     status.observed_generation = at.generation
     status.clear_fault()
     ok = phase is Phase.SUCCEEDED
+    failed = phase is Phase.FAILED
+    stalled = failed or reason == Reason.DEADLINE_CANCELLED
     for kind, value in (
         (ConditionType.READY, ok),
         (ConditionType.RECONCILING, False),
-        (ConditionType.STALLED, not ok),
+        (ConditionType.STALLED, stalled),
         (ConditionType.COMPLETE, ok),
-        (ConditionType.FAILED, not ok),
+        (ConditionType.FAILED, failed),
     ):
         status.set_condition(kind, value, reason, message, at.generation, at.now)
 
