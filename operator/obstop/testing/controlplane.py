@@ -102,6 +102,8 @@ class AuditEvent:
     code: int
     user_agent: str
     uri: str
+    time: float = 0.0
+    """When the answer went out (stageTimestamp), seconds since the epoch; 0 when the log did not say."""
 
     @classmethod
     def parse(cls, raw: Mapping[str, Any]) -> AuditEvent:
@@ -119,7 +121,18 @@ class AuditEvent:
             code=int((raw.get("responseStatus") or {}).get("code", 0)),
             user_agent=str(raw.get("userAgent", "")),
             uri=str(raw.get("requestURI", "")),
+            time=_epoch(raw.get("stageTimestamp")),
         )
+
+
+def _epoch(stamp: object) -> float:
+    """An audit timestamp (RFC 3339 with microseconds, "Z") as seconds since the epoch; 0.0 if not one."""
+    if not isinstance(stamp, str) or not stamp:
+        return 0.0
+    try:
+        return datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return 0.0
 
 
 @dataclass
@@ -231,6 +244,14 @@ class ControlPlane:
             )
 
         self._wait(self._apiserver, ready)
+
+    def pids(self) -> dict[str, int]:
+        """The process ids of the running pieces ("etcd", "kube-apiserver"), e.g. to read their CPU time."""
+        return {
+            p.name: p.popen.pid
+            for p in (self._etcd, self._apiserver)
+            if p is not None and p.popen is not None and p.running()
+        }
 
     def kill_apiserver(self) -> None:
         """SIGKILL kube-apiserver (a crash); `start_apiserver()` brings it back on the same port."""

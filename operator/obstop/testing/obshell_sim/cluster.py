@@ -82,6 +82,7 @@ class SimAgent:
     dags: dict[int, d.Dag] = field(default_factory=dict, repr=False)
     # Load as the agent saw it: arrival times (time.time()) of API calls, and the most served at once.
     request_times: list[float] = field(default_factory=list, repr=False)
+    request_paths: list[str] = field(default_factory=list, repr=False)  # "GET /api/v1/...", in the same order
     in_flight: int = 0
     peak_in_flight: int = 0
     pid: int = field(default_factory=lambda: 10_000 + int.from_bytes(os.urandom(2), "big"))
@@ -976,6 +977,7 @@ class SimCluster:
             agent.identity = IDENTITY
             agent.dags.clear()
             agent.request_times.clear()
+            agent.request_paths.clear()
             agent.peak_in_flight = agent.in_flight
 
     async def aclose(self) -> None:

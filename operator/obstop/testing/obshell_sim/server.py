@@ -126,6 +126,7 @@ class AgentServer:
             return await self.sim.control(request)
         agent = self.agent
         agent.request_times.append(time.time())
+        agent.request_paths.append(f"{request.method} {request.path}")
         agent.in_flight += 1
         agent.peak_in_flight = max(agent.peak_in_flight, agent.in_flight)
         try:

@@ -337,9 +337,14 @@ class ObshellSimulator:
         }
 
     def load(self) -> dict[str, Any]:
-        """Per agent: arrival times of its API calls and the most it served at once (GET /__sim__/load)."""
+        """Per agent: arrival times of its API calls, their methods and paths, and the most it served at once
+        (GET /__sim__/load)."""
         return {
-            agent.address: {"times": list(agent.request_times), "peakInFlight": agent.peak_in_flight}
+            agent.address: {
+                "times": list(agent.request_times),
+                "paths": list(agent.request_paths),
+                "peakInFlight": agent.peak_in_flight,
+            }
             for agent in self.agents
         }
 
