@@ -5,6 +5,7 @@ and the per-agent call rate bound. Nothing is mocked; no test here measures time
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from typing import Any
 
@@ -126,3 +127,109 @@ async def test_simulator_times_nodes_and_records_load() -> None:
 def test_jitter_must_be_below_one() -> None:
     with pytest.raises(ValueError, match="stage_jitter"):
         SimulatorConfig(password="pw", stage_jitter=1.5)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The benchmark's own pure helpers (tests/bench/bench.py, loaded by path: pytest does not collect it)
+
+
+def _bench() -> Any:
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("obstop_bench", Path(__file__).with_name("bench.py"))
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+bench = _bench()
+
+
+def test_routes_fold_ids_but_not_the_api_version() -> None:
+    assert bench.route("GET /api/v1/task/dag/11002003004") == "GET /api/v1/task/dag/{id}"
+    assert bench.route("POST /api/v1/ob/stop") == "POST /api/v1/ob/stop"
+
+
+def test_visible_changes_are_pending_submitted_each_stage_and_the_end() -> None:
+    assert bench.visible_changes(5) == 8  # a force stop: 5 nodes
+    assert bench.visible_changes(6) == 9  # terminate: the minor freeze too
+
+
+def test_api_cost_counts_each_call_once_by_user_and_time() -> None:
+    from obstop.testing.controlplane import AuditEvent
+
+    def event(verb: str, resource: str, sub: str = "", *, user: str = "ctl", at: float = 10.0, aid: str = ""):
+        return AuditEvent(user, (), verb, "", resource, sub, "default", "r", 200, "", "", at, "", aid)
+
+    events = [
+        event("patch", "obstoprequests"),
+        event("patch", "obstoprequests", "status"),
+        event("create", "events"),
+        event("get", "secrets"),
+        event("watch", "obstoprequests", aid="w1"),
+        event("watch", "obstoprequests", aid="w1"),  # the same watch, logged again when it ended
+        event("patch", "obstoprequests", user="someone else"),
+        event("patch", "obstoprequests", at=1.0),  # before the window
+    ]
+    cost = bench.ApiCost.of(events, "ctl", since=5.0)
+    assert cost.per(2) == {"writes": 1.5, "reads": 0.5, "watches": 0.5}
+    assert cost.writes["patch obstoprequests/status"] == 1
+    assert "get secrets 0.50" in cost.breakdown(2)
+
+
+def test_audit_events_carry_time_stage_and_id() -> None:
+    from obstop.testing.controlplane import AuditEvent
+
+    parsed = AuditEvent.parse(
+        {
+            "verb": "watch",
+            "stage": "ResponseStarted",
+            "auditID": "abc",
+            "stageTimestamp": "2026-01-02T03:04:05.250000Z",
+            "objectRef": {"resource": "obstoprequests"},
+        }
+    )
+    assert (parsed.stage, parsed.audit_id) == ("ResponseStarted", "abc")
+    assert parsed.time == pytest.approx(1767323045.25)
+    assert AuditEvent.parse({"stageTimestamp": "not a time"}).time == 0.0
+
+
+def test_first_after() -> None:
+    assert bench.first_after([3.0, 1.0, 5.0], 2.0) == 3.0
+    assert bench.first_after([1.0], 2.0) is None
+
+
+def test_profile_summary_by_leaf_frame_and_by_package() -> None:
+    lines = [
+        "<module> (obstop/cli.py:40);run (asyncio/runners.py:190);worker (kopf/_core/reactor/queueing.py:338);"
+        "Controller.step (operation.py:138);send (httpx/_client.py:10) 3",
+        "<module> (obstop/cli.py:40);run (asyncio/runners.py:190);worker (kopf/_core/reactor/queueing.py:338);"
+        "patch (kopf/_cogs/clients/patching.py:20) 1",
+        "not a stack line",
+    ]
+    leaves, packages = bench.profile_summary(lines)
+    assert leaves[0] == ("send (httpx/_client.py)", 0.75)
+    shares = dict(packages)
+    assert shares["kopf"] == 1.0 and shares["httpx"] == 0.75 and shares["obstop/controller"] == 0.75
+    assert "asyncio" not in shares and "obstop" not in shares  # under every sample: not informative
+    assert bench.profile_summary([]) == ([], [])
+
+
+def test_children_get_this_checkout_first_on_the_python_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PYTHONPATH", "/elsewhere")
+    env = bench.child_env({"X": "1"})
+    assert env["PYTHONPATH"].split(":")[:2] == [str(bench.ROOT / "operator"), "/elsewhere"]
+    assert env["X"] == "1"
+
+
+async def test_simulator_records_each_calls_route() -> None:
+    async with ObshellSimulator(SimulatorConfig(password="pw", zones=1)) as sim:
+        agent = sim.clusters[0].agents[0]
+        async with ObshellClient(agent.url, "pw") as client:
+            await client.info()
+        async with httpx.AsyncClient() as http:
+            load = (await http.get(f"{agent.url}/__sim__/load")).json()[agent.address]
+    assert load["paths"] == ["GET /api/v1/info"] and len(load["times"]) == 1

@@ -104,6 +104,9 @@ class AuditEvent:
     uri: str
     time: float = 0.0
     """When the answer went out (stageTimestamp), seconds since the epoch; 0 when the log did not say."""
+    stage: str = ""
+    """ResponseComplete, or ResponseStarted (a watch's first line: its end is logged again as complete)."""
+    audit_id: str = ""
 
     @classmethod
     def parse(cls, raw: Mapping[str, Any]) -> AuditEvent:
@@ -122,6 +125,8 @@ class AuditEvent:
             user_agent=str(raw.get("userAgent", "")),
             uri=str(raw.get("requestURI", "")),
             time=_epoch(raw.get("stageTimestamp")),
+            stage=str(raw.get("stage", "")),
+            audit_id=str(raw.get("auditID", "")),
         )
 
 
