@@ -499,7 +499,8 @@ class Stack:
                 "--format",
                 "raw",
                 "--rate",
-                "100",
+                "50",
+                "--nonblocking",  # not pausing the controller for each sample: its figures stay its own
                 "-o",
                 str(out),
             ],
