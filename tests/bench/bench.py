@@ -212,12 +212,15 @@ def _package(frame: str) -> str:
     parts = path.split("/")
     if parts[0] == "obstop" and len(parts) > 2:
         return f"obstop/{parts[1]}"
-    if len(parts) == 1 and (CONTROLLER_DIR / path).exists():  # py-spy names some of ours by file alone
-        return "obstop/controller"
+    if len(parts) == 1 and path in OUR_FILES:  # py-spy names some of ours by file alone
+        return OUR_FILES[path]
     return parts[0].removesuffix(".py")
 
 
-CONTROLLER_DIR = ROOT / "operator" / "obstop" / "controller"
+# Our modules by bare file name -> their package ("operation.py" -> "obstop/controller"); the first one wins.
+OUR_FILES: dict[str, str] = {}
+for _file in sorted((ROOT / "operator" / "obstop").glob("*/**/*.py")):
+    OUR_FILES.setdefault(_file.name, "obstop/" + _file.relative_to(ROOT / "operator" / "obstop").parts[0])
 # Packages under every sample (the event loop, the command line): no information in their share.
 _ROOT_PACKAGES = frozenset({"asyncio", "obstop", "obstop/commands", "runpy"})
 
