@@ -715,19 +715,36 @@ def test_the_statuses_the_controller_writes_are_stored_unchanged(api: Api, store
     """The controller's real status decisions go through a status write without a field pruned or refused."""
     from datetime import UTC, datetime, timedelta, timezone
 
-    from obstop.controller import reconcile
+    from obstop.controller import decisions
+    from obstop.controller.decisions import At
     from obstop.controller.settings import Settings
+    from obstop.controller.status import AgentProgress, Reason, RequestStatus, Submission
 
     now = datetime(2025, 6, 1, 10, 0, tzinfo=UTC)
     agent_clock = datetime(2025, 6, 1, 18, 0, 3, 250000, tzinfo=timezone(timedelta(hours=8)))
-    status = reconcile.begin({}, 1, now).status
-    status = reconcile.record_submission(status, "http://10.0.0.1:2886", agent_clock, 1, now).status
-    status = reconcile.fault(
-        status, "Secret obshell-root not found", 1, now + timedelta(seconds=1), Settings()
+    at = At(1, now)
+    status = decisions.begin(RequestStatus(), at).status
+    submission = Submission(
+        agent="http://10.0.0.1:2886",
+        requested_at=now,
+        not_before=agent_clock,
+        receiver="10.0.0.1:2886",
+        obshell_version="4.4.1.0",
+    )
+    status = decisions.record_submission(status, submission, at).status
+    later = At(1, now + timedelta(seconds=1))
+    status = decisions.fault(
+        status, Reason.WAITING_FOR_SECRET, "Secret obshell-root not found", later, Settings()
     ).status
+    asked = decisions.cancel_requested(status, "Annotation", later)
+    rows = [AgentProgress(agent="10.0.0.1:2886", sub_dag="21", node="Make sure all agents are ready",
+                          state="FAILED", last_log="ERROR: x", observer_stopped=False)]  # fmt: skip
     steps = [
-        status,
-        reconcile.failed(status, "OB.Cluster.ForceStopRequired", "please stop with 'force'", 1, now).status,
+        status.to_wire(),
+        decisions.failed(status, Reason.FORCE_STOP_REQUIRED, "please stop with 'force'", at).status.to_wire(),
+        decisions.cancelled(
+            asked, Reason.CANCELLED_ON_REQUEST, "cancelled", later, agents=rows
+        ).status.to_wire(),
     ]
     for written in steps:
         response = api.update(status_update(stored, **written), status=True)

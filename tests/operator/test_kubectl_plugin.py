@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from k8s_tools import TOOLS
+from k8s_tools import TOOLS, as_chart_identity, refused_calls
 
 from obstop.testing.controlplane import ControlPlane
 from obstop.testing.stack import Stack
@@ -26,8 +26,10 @@ def stack(control_plane: ControlPlane) -> Iterator[Stack]:
     if not PLUGIN.exists() or not (TOOLS / "kubectl").exists():
         pytest.skip("kubectl-obstop or kubectl is missing: run ./dev setup")
     with Stack(control_plane=control_plane, clusters=3, stage_seconds=0.5) as s:
+        user = as_chart_identity(s)  # the controller with only the chart's rights (cancel included)
         s.start_controller()
         yield s
+        assert refused_calls(control_plane, user) == [], "the chart's RBAC refused a controller call"
 
 
 def kubectl(s: Stack, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:

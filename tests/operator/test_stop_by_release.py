@@ -11,9 +11,10 @@ without a code, or code 1). Nothing is mocked.
 from __future__ import annotations
 
 import pytest
-from obstop.testing.obshell_sim.releases import KNOWN_RELEASES
+from k8s_tools import as_chart_identity, refused_calls
 
 from obstop.testing.controlplane import ControlPlane
+from obstop.testing.obshell_sim.releases import KNOWN_RELEASES
 from obstop.testing.stack import Stack, stop_request
 
 pytestmark = pytest.mark.timeout(240)
@@ -24,6 +25,7 @@ FREEZE = "Minor freeze before stop server"
 @pytest.mark.parametrize("version", [v for v in KNOWN_RELEASES if v != "4.2.2.0"])
 def test_stop_scenarios_on_each_release(control_plane: ControlPlane, version: str) -> None:
     with Stack(control_plane=control_plane, clusters=5, stage_seconds=0.2, obshell_version=version) as s:
+        user = as_chart_identity(s)  # only the chart's rights
         s.start_controller()
         sim = s.sim
         # 0: an immediate stop of one server; 1: a terminate stop of a zone, after the agents' keys changed.
@@ -61,3 +63,4 @@ def test_stop_scenarios_on_each_release(control_plane: ControlPlane, version: st
         unblocked = s.wait_for("unblocked", timeout=90)
         assert unblocked["phase"] == "Succeeded", unblocked
         assert unblocked["submission"]["obshellVersion"] == version
+        assert refused_calls(control_plane, user) == [], "the chart's RBAC refused a controller call"
