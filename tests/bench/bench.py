@@ -662,6 +662,10 @@ async def baseline_loop(
         await asyncio.sleep(index * spacing)
         async with ObshellClient(f"http://{agent}", password) as client:
             asked = time.time()
+            # The official SDK reads the agent's /api/v1/info before its first authenticated call, to choose the
+            # auth version and check the identity (obshell-sdk-python obshell/auth/password.py `_check`,
+            # obshell/client.py `__confirm_auth_version`): so does this loop.
+            await client.info()
             dag = await client.stop(
                 StopParams(scope=Scope(type=ScopeType.GLOBAL), force=index % 2 == 0, terminate=index % 2 == 1)
             )

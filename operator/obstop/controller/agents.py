@@ -28,12 +28,12 @@ class SecretNotReleased(Exception):
 
 
 class _RateLimit:
-    """A token bucket: `rate` calls per second; a burst holds a tenth of that, so no one second sees more
-    than 1.1 x rate calls."""
+    """A token bucket: `rate` calls per second, with a burst of a tenth of that but at least 4, so that a new
+    request's calls before its stop (info, key, POST) never wait: no one second sees more than rate + burst."""
 
     def __init__(self, rate: float) -> None:
         self.rate = rate
-        self.capacity = max(1.0, rate / 10)
+        self.capacity = max(4.0, rate / 10)
         self.tokens = self.capacity
         self.stamp = time.monotonic()
         self._lock = asyncio.Lock()
