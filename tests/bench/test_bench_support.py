@@ -18,6 +18,7 @@ from obstop.controller.settings import Settings, SettingsError
 from obstop.controller.status import parse_time
 from obstop.obshell import DagDetail, ObshellClient, Scope, ScopeType, StopParams
 from obstop.testing.obshell_sim import ObshellSimulator, SimulatorConfig
+from obstop.testing.waiting import until
 
 SETTINGS = Settings()
 NODES = ["a", "b", "c"]
@@ -109,10 +110,13 @@ async def test_simulator_times_nodes_and_records_load() -> None:
         agent = sim.clusters[0].agents[0]
         started = time.time()
         async with ObshellClient(agent.url, "pw") as client:
-            dag = await client.stop(StopParams(scope=Scope(type=ScopeType.GLOBAL), force=True))
-            while not dag.finished:
-                await asyncio.sleep(0.02)
-                dag = await client.get_dag(dag.id)
+            created = await client.stop(StopParams(scope=Scope(type=ScopeType.GLOBAL), force=True))
+
+            async def finished() -> DagDetail | None:
+                dag = await client.get_dag(created.id)
+                return dag if dag.finished else None
+
+            dag = await until(finished, 30, "the DAG finished", interval=0.02)
         main = sim.dag(dag.id)
         assert main.terminal_at is not None and started < main.terminal_at <= time.time()
         async with httpx.AsyncClient() as http:

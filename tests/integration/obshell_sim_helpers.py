@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import time
-from collections.abc import Callable
 from typing import Any
 
 import httpx
 
 from obstop.obshell import DagDetail, ObshellClient, Scope, ScopeType, StopParams, crypto
 from obstop.testing.obshell_sim import KNOWN_RELEASES, NEWEST, SimAgent, SimulatorConfig
+from obstop.testing.waiting import until
 
 PASSWORD = "S3cret-root-pw"
 STAGE_SECONDS = 0.02
@@ -50,18 +49,16 @@ def stop_params(
     )
 
 
-async def wait_finished(client: ObshellClient, generic_id: str, *, details: bool = True) -> DagDetail:
-    """Poll until the DAG is SUCCEED or FAILED (bounded by the test timeout, not by a clock)."""
-    while True:
+async def wait_finished(
+    client: ObshellClient, generic_id: str, *, details: bool = True, timeout: float = 60.0
+) -> DagDetail:
+    """Poll until the DAG is SUCCEED or FAILED."""
+
+    async def finished() -> DagDetail | None:
         dag = await client.get_dag(generic_id, details=details)
-        if dag.finished:
-            return dag
-        await asyncio.sleep(STAGE_SECONDS)
+        return dag if dag.finished else None
 
-
-async def wait_until(predicate: Callable[[], bool]) -> None:
-    while not predicate():
-        await asyncio.sleep(STAGE_SECONDS / 2)
+    return await until(finished, timeout, f"DAG {generic_id} finished", interval=STAGE_SECONDS)
 
 
 def signed_header(

@@ -12,7 +12,6 @@ every auth failure the same 401 10008 and the same message, so the order shows i
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import time
@@ -27,6 +26,7 @@ from obshell_sim_helpers import PASSWORD, error_of, signed_header, sim_config, v
 from obstop.obshell import crypto
 from obstop.testing.obshell_sim import KNOWN_RELEASES, NEWEST, ObshellSimulator, SimAgent, SimulatorConfig
 from obstop.testing.obshell_sim.releases import DEFAULT_BUILD, Release
+from obstop.testing.waiting import until
 
 KEYS = bytes(range(32))
 
@@ -125,13 +125,13 @@ def stop_body(scope: str = "GLOBAL", targets: list[str] | None = None, **mode: b
 
 
 async def wait_dag(sim: ObshellSimulator, generic_id: str) -> dict[str, Any]:
-    while True:
+    async def finished() -> dict[str, Any] | None:
         response = await call(sim, "GET", f"/api/v1/task/dag/{generic_id}")
         assert response.status_code == 200, response.text
         data: dict[str, Any] = response.json()["data"]
-        if data["state"] in ("SUCCEED", "FAILED"):
-            return data
-        await asyncio.sleep(0.01)
+        return data if data["state"] in ("SUCCEED", "FAILED") else None
+
+    return await until(finished, 60, f"DAG {generic_id} finished")
 
 
 # ------------------------------------------------------------------------------------------------------

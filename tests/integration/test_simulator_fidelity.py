@@ -14,10 +14,11 @@ from typing import Any
 
 import httpx
 import pytest
-from obshell_sim_helpers import PASSWORD, stop_params, wait_finished, wait_until
+from obshell_sim_helpers import PASSWORD, stop_params, wait_finished
 
 from obstop.obshell import DagDetail, DagOperator, DagState, ObshellApiError, ObshellClient
 from obstop.testing.obshell_sim import ObshellSimulator, SimulatorConfig
+from obstop.testing.waiting import until
 
 INFORM = "Inform all agents to prepare to stop observer"
 READY = "Make sure all agents are ready"
@@ -100,7 +101,7 @@ async def test_restart_of_the_receiving_agent_fails_cancel_only_nodes_and_keeps_
     owner = sim.agents[0]
     async with ObshellClient(owner.url, PASSWORD) as client:
         created = await client.stop(_params(mode, sim))
-        await wait_until(lambda: _running(sim, created.id) and sim.dag(created.id).current.name == node)
+        await until(lambda: _running(sim, created.id) and sim.dag(created.id).current.name == node)
         pid = owner.pid
         await sim.restart_agent(owner.address)
         assert owner.pid != pid  # a new process
@@ -139,7 +140,7 @@ async def test_after_a_restart_later_stops_fail_at_node_2_until_force_pass_dag_n
     owner, second, third = sim.agents
     async with ObshellClient(owner.url, PASSWORD) as client:
         first = await client.stop(stop_params(force=True))
-        await wait_until(lambda: _running(sim, first.id) and sim.dag(first.id).current.name == READY)
+        await until(lambda: _running(sim, first.id) and sim.dag(first.id).current.name == READY)
         await sim.restart_agent(owner.address)
         assert (await wait_finished(client, first.id)).failure_log() == INTERRUPTED
 
@@ -183,13 +184,13 @@ async def test_restart_through_the_control_route(slow_sims: list[ObshellSimulato
     owner = sim.agents[0]
     async with ObshellClient(owner.url, PASSWORD) as client, httpx.AsyncClient(base_url=owner.url) as control:
         created = await client.stop(stop_params(force=True))
-        await wait_until(lambda: _running(sim, created.id) and sim.dag(created.id).current.name == ADVANCE)
+        await until(lambda: _running(sim, created.id) and sim.dag(created.id).current.name == ADVANCE)
         answer = await control.post(
             "/__sim__/faults", json={"kind": "agent_restart", "agent": owner.address, "downSeconds": 0.1}
         )
         assert answer.json() == {"ok": True}
         pid = owner.pid
-        await wait_until(lambda: owner.pid != pid and owner.serving)  # down 0.1 s, then a new process
+        await until(lambda: owner.pid != pid and owner.serving)  # down 0.1 s, then a new process
         done = await wait_finished(client, created.id)
     assert done.failure_log() == INTERRUPTED and done.failed_node is not None
     assert done.failed_node.name == ADVANCE
@@ -235,7 +236,7 @@ async def test_cancel_of_the_main_dag_leaves_the_locks(slow_sims: list[ObshellSi
     slow_sims.append(sim)
     async with ObshellClient(sim.agents[0].url, PASSWORD) as client:
         created = await client.stop(stop_params(force=True))
-        await wait_until(lambda: _running(sim, created.id) and sim.dag(created.id).current.name == READY)
+        await until(lambda: _running(sim, created.id) and sim.dag(created.id).current.name == READY)
         await client.cancel_dag(created.id)
         done = await wait_finished(client, created.id)
     assert (done.state, done.operator) == (DagState.FAILED, DagOperator.CANCEL)
@@ -363,8 +364,8 @@ async def test_force_pass_of_a_running_holder_fails_on_the_receiving_agent(
     sim.faults.fail_kill(agent=remote.address)
     async with ObshellClient(owner.url, PASSWORD) as client:
         first = await client.stop(stop_params(force=True))
-        await wait_until(lambda: _subs_of(sim, first.id).get(owner.address) is not None)
-        await wait_until(lambda: _subs_of(sim, first.id)[owner.address].state.value == "RUNNING")
+        await until(lambda: _subs_of(sim, first.id).get(owner.address) is not None)
+        await until(lambda: _subs_of(sim, first.id)[owner.address].state.value == "RUNNING")
         second = await client.stop(stop_params(force=True, force_pass_dag=[first.id]))
         blocked = await wait_finished(client, second.id)
         first_sub = _subs_of(sim, first.id)[owner.address]
@@ -497,7 +498,7 @@ async def test_wait_gives_up_on_a_stalled_agent_then_the_end_reports_it(
     owner, _, stalled = sim.agents
     async with ObshellClient(owner.url, PASSWORD) as client:
         created = await client.stop(stop_params(force=True))
-        await wait_until(lambda: _running(sim, created.id) and sim.dag(created.id).current.name == ADVANCE)
+        await until(lambda: _running(sim, created.id) and sim.dag(created.id).current.name == ADVANCE)
         sim.stall_agent(stalled.address)  # answers HTTP (the RETRY lands) but its task engine runs nothing
         started = time.monotonic()
         done = await wait_finished(client, created.id)
@@ -620,6 +621,6 @@ async def test_move_agent_through_the_control_route(sim: ObshellSimulator, raw: 
     assert (await raw.post("/__sim__/faults", json={"kind": "move_agent", "agent": old})).json() == {
         "ok": True
     }
-    await wait_until(lambda: agent.address != old and agent.serving)
+    await until(lambda: agent.address != old and agent.serving)
     async with ObshellClient(agent.url, PASSWORD) as client:
         assert (await client.info()).port == agent.port

@@ -6,10 +6,11 @@ from __future__ import annotations
 import re
 
 import pytest
-from obshell_sim_helpers import PASSWORD, V2_RELEASES, stop_params, wait_finished, wait_until
+from obshell_sim_helpers import PASSWORD, V2_RELEASES, stop_params, wait_finished
 
 from obstop.obshell import DagOperator, DagState, ObshellApiError, ObshellClient, StopParams
 from obstop.testing.obshell_sim import ObshellSimulator
+from obstop.testing.waiting import until
 
 FORCE_NODES = [
     "Inform all agents to prepare to stop observer",
@@ -80,7 +81,7 @@ async def test_show_details_false_gives_no_nodes(client: ObshellClient) -> None:
 
 async def test_status_reflects_lock_while_sub_dags_wait(sim: ObshellSimulator, client: ObshellClient) -> None:
     created = await client.stop(stop_params(force=True))
-    await wait_until(lambda: sim.dag(created.id).stage >= 2)
+    await until(lambda: sim.dag(created.id).stage >= 2)
     status = await client.status()
     assert status.under_maintenance is True and status.ob_state == 3
     await wait_finished(client, created.id)
@@ -211,7 +212,7 @@ async def test_concurrent_stop_fails_at_node_2_and_force_pass_dag_clears_the_loc
 
 async def test_second_stop_while_the_first_runs(sim: ObshellSimulator, client: ObshellClient) -> None:
     first = await client.stop(stop_params(force=True))
-    await wait_until(lambda: sim.dag(first.id).stage >= 2)
+    await until(lambda: sim.dag(first.id).stage >= 2)
     second = await client.stop(stop_params(force=True))
     assert (await wait_finished(client, second.id)).failure_log() is not None
     assert (await wait_finished(client, first.id)).succeeded

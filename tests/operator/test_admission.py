@@ -13,7 +13,6 @@ import base64
 import copy
 import ipaddress
 import secrets
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +27,7 @@ from hypothesis import strategies as st
 from obstop.obshell.address import InvalidAddress, parse_endpoint, split_host_port
 from obstop.testing.controlplane import ControlPlane
 from obstop.testing.stack import crd_path
+from obstop.testing.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD_PATH = crd_path()  # deploy/crds' file (the one Stack installs; $OBSTOP_CRD overrides both)
@@ -76,10 +76,8 @@ def install_crd(client: httpx.Client, url: str, crd: dict[str, Any], namespace: 
     group, plural = crd["spec"]["group"], crd["spec"]["names"]["plural"]
     version = crd["spec"]["versions"][0]["name"]
     listing = f"{url}/apis/{group}/{version}/namespaces/{namespace}/{plural}"
-    deadline = time.monotonic() + 30
-    while client.get(listing).status_code != 200:  # the server needs a moment before it serves a new CRD
-        assert time.monotonic() < deadline, f"{name} is not served after 30 s"
-        time.sleep(0.05)
+    # The server needs a moment before it serves a new CRD.
+    wait_until(lambda: client.get(listing).status_code == 200, 30, f"{name} served", interval=0.05)
 
 
 @dataclass
@@ -643,10 +641,12 @@ def test_a_status_write_is_not_refused_for_a_stored_spec_the_rules_would_now_ref
     try:
         obj = _check(api.client.post(base, json=old_rules), 201)
         install_crd(api.client, api.url, crd, api.namespace)  # now with every rule
-        deadline = time.monotonic() + 30
-        while api.client.post(base, json=old_rules, params={"dryRun": "All"}).status_code != 422:
-            assert time.monotonic() < deadline, "the rules are not in force after 30 s"
-            time.sleep(0.05)
+        wait_until(
+            lambda: api.client.post(base, json=old_rules, params={"dryRun": "All"}).status_code == 422,
+            30,
+            "the rules in force",
+            interval=0.05,
+        )
         name = obj["metadata"]["name"]
         result = _check(api.client.put(f"{base}/{name}/status", json=status_update(obj, phase="Failed")), 200)
         assert result["status"] == {"phase": "Failed"}

@@ -22,6 +22,7 @@ from k8s_tools import as_chart_identity, refused_calls
 
 from obstop.testing.controlplane import ControlPlane
 from obstop.testing.stack import Stack
+from obstop.testing.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 KUBECTL = Path(os.environ.get("OBSTOP_TOOLS_BIN") or ROOT / ".tools" / "bin") / "kubectl"
@@ -134,11 +135,11 @@ def test_zone_and_server_rows_show_their_targets(stack: Stack) -> None:
 
 def test_explain_shows_the_crds_documentation(stack: Stack) -> None:
     # The server publishes a new CRD's OpenAPI a moment after it is established: ask until it is there.
-    deadline = time.monotonic() + 60
-    while (explained := kubectl(stack, "explain", "obstoprequest.spec", check=False)).returncode != 0:
-        assert time.monotonic() < deadline, explained.stderr
-        time.sleep(0.2)
-    text = explained.stdout
+    def explain() -> subprocess.CompletedProcess[str] | None:
+        explained = kubectl(stack, "explain", "obstoprequest.spec", check=False)
+        return explained if explained.returncode == 0 else None
+
+    text = wait_until(explain, 60, "kubectl explain obstoprequest.spec", interval=0.2).stdout
     assert "KIND:       ObStopRequest" in text and "VERSION:    v1alpha1" in text
     assert "What to stop and how. Immutable once created" in text
     for field, kind in [("obshell", "<Object> -required-"), ("scope", "<Object> -required-"), ("force", "<boolean>"),
@@ -210,11 +211,13 @@ def test_get_watch_streams_each_change(stack: Stack) -> None:
     )
     try:
         threading.Thread(target=read_lines, args=(watch, lines), daemon=True).start()
+
         # kubectl prints nothing while the namespace may be empty: the audit log tells when its watch is open.
-        deadline = time.monotonic() + 60
-        while not kubectl_watches(stack):
-            assert time.monotonic() < deadline and watch.poll() is None, "kubectl get --watch did not start"
-            time.sleep(0.1)
+        def watching() -> bool:
+            assert watch.poll() is None, "kubectl get --watch ended"
+            return kubectl_watches(stack)
+
+        wait_until(watching, 60, "kubectl get --watch started", interval=0.1)
         kubectl(stack, "apply", "-f", "-", stdin=yaml.safe_dump(manifest))
         seen: list[str] = []
         header = lines.get(timeout=60)

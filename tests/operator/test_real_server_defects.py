@@ -3,6 +3,7 @@ session's control plane, the obshell simulator, real HTTP on loopback. Nothing i
 
 from __future__ import annotations
 
+import contextlib
 import re
 import socket
 import time
@@ -13,6 +14,7 @@ import pytest
 
 from obstop.testing.controlplane import ControlPlane
 from obstop.testing.stack import Stack, stop_request
+from obstop.testing.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -49,9 +51,8 @@ def test_a_deleted_request_is_forgotten(stack: Stack, metrics_port: int) -> None
     stack.wait_for("forgotten", lambda s: "lastError" in s, timeout=30)
     assert _gauge(metrics_port, "Pending") == 1
     stack.delete("forgotten")
-    deadline = time.monotonic() + 10
-    while _gauge(metrics_port, "Pending") != 0 and time.monotonic() < deadline:
-        time.sleep(0.1)
+    with contextlib.suppress(TimeoutError):
+        wait_until(lambda: _gauge(metrics_port, "Pending") == 0, 10, "the gauge drops", interval=0.1)
     assert _gauge(metrics_port, "Pending") == 0, "the deleted request is still counted"
     mark = len(stack.controller_logs())
     time.sleep(7)  # more than twice OBSTOP_STALL_SECONDS (3 in Stack): a remembered request would be woken
@@ -68,12 +69,12 @@ def test_an_event_message_over_1024_bytes_is_posted_cut(stack: Stack) -> None:
     stack.create(stop_request("long-message", agent, force=True))
     status = stack.wait_for("long-message", timeout=60)
     assert status["phase"] == "Failed" and message in status["message"]
-    deadline = time.monotonic() + 10
-    failed: list[dict[str, str]] = []
-    while not failed and time.monotonic() < deadline:
-        failed = [e for e in stack.events("long-message") if e["reason"] == "Failed"]
-        time.sleep(0.1)
-    assert failed, "the Failed event was refused by the API server"
+    failed = wait_until(
+        lambda: [e for e in stack.events("long-message") if e["reason"] == "Failed"],
+        10,
+        "the Failed event (refused by the API server?)",
+        interval=0.1,
+    )
     assert len(failed[0]["message"].encode()) <= 1024
     assert failed[0]["message"].startswith(status["message"][:100])
 

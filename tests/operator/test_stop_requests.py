@@ -13,6 +13,7 @@ import pytest
 from k8s_tools import as_chart_identity, refused_calls
 
 from obstop.testing.stack import Stack, stop_request
+from obstop.testing.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -263,11 +264,7 @@ def test_killed_between_recording_and_status_still_one_stop(kube_target: dict[st
         s.create(stop_request("crash-after-post", s.agent(), force=True))
         deadline_stops = s.wait_for("crash-after-post", lambda st: "submission" in st, timeout=30)
         assert "dag" not in deadline_stops
-        import time
-
-        end = time.monotonic() + 10
-        while not s.sim.stops() and time.monotonic() < end:
-            time.sleep(0.02)
+        wait_until(s.sim.stops, 10, "the stop lands")
         assert len(s.sim.stops()) == 1
         s.stop_controller(kill=True)
         s.sim.faults.clear()

@@ -1,34 +1,19 @@
-"""Helpers of the reliability tests: waiting on conditions, reading the simulator's stop record, handing out
+"""Helpers of the reliability tests (waiting is obstop.testing.waiting): reading the simulator's stop record, handing out
 clusters of a shared stack, and reading what the controller did at the real API server (through the fault
 proxy's record or the server's own audit log)."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from collections.abc import Iterator
+from typing import Any
 
 from obstop.testing.apiproxy import FaultProxy
 from obstop.testing.controlplane import AuditEvent, ControlPlane
 from obstop.testing.obshell_sim import StopRecord
 from obstop.testing.stack import Stack
 
-T = TypeVar("T")
-
 # The controller's two API clients: its own (Secret reads, the waker) and Kopf's (watches, status patches).
 CONTROLLER_AGENTS = ("obstop/", "kopf/")
-
-
-def wait_until(condition: Callable[[], T], *, timeout: float = 30.0, what: str = "condition") -> T:
-    """Poll `condition` until it returns something truthy; return that. TimeoutError otherwise."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what}: not met within {timeout}s")
-        time.sleep(0.02)
 
 
 def stops_on(stack: Stack, cluster: int) -> list[StopRecord]:

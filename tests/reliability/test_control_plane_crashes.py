@@ -21,11 +21,11 @@ from reliability_support import (
     controller_audit,
     dag_running,
     landed_on,
-    wait_until,
 )
 
 from obstop.testing.controlplane import ControlPlane
 from obstop.testing.stack import Stack, stop_request
+from obstop.testing.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(300)
 

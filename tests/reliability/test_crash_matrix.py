@@ -25,11 +25,11 @@ from reliability_support import (
     rule_taken,
     stops_on,
     submitted,
-    wait_until,
 )
 
 from obstop.testing.controlplane import ControlPlane
 from obstop.testing.stack import Stack, stop_request
+from obstop.testing.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(120)
 

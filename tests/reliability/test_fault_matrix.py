@@ -25,12 +25,12 @@ from reliability_support import (
     proxy_of,
     stops_on,
     submitted,
-    wait_until,
 )
 
 from obstop.testing.apiproxy import status_body
 from obstop.testing.controlplane import ControlPlane
 from obstop.testing.stack import GROUP, PLURAL, VERSION, Stack, stop_request
+from obstop.testing.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(120)
 

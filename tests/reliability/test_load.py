@@ -17,10 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from reliability_support import proxy_of, wait_until
+from reliability_support import proxy_of
 
 from obstop.testing.controlplane import ControlPlane
 from obstop.testing.stack import GROUP, PLURAL, TERMINAL, VERSION, Stack, stop_request
+from obstop.testing.waiting import wait_until
 
 STOP_ROUTE = "/api/v1/ob/stop"
 # A failed minor freeze does not pass the sub-DAGs: the agents stay locked (fact sheet §3.4).

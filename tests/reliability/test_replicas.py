@@ -15,10 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from reliability_support import control_plane_of, landed_on, stops_on, wait_until
+from reliability_support import control_plane_of, landed_on, stops_on
 
 from obstop.testing.controlplane import ControlPlane
 from obstop.testing.stack import Stack, stop_request
+from obstop.testing.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(180)
 

@@ -34,7 +34,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +41,8 @@ from typing import Any
 
 import httpx
 import yaml
+
+from obstop.testing.waiting import wait_until
 
 ADMIN_USER = "obstop-admin"
 _ADMIN_GROUPS = ("system:masters",)
@@ -269,19 +270,21 @@ class ControlPlane:
         self._etcd.stop(kill=True)
 
     def _wait(self, proc: _Process, ready: Any) -> None:
-        deadline = time.monotonic() + _START_TIMEOUT
         with self.http() as client:
-            while True:
+
+            def answers() -> bool:
                 if not proc.running():
                     raise ControlPlaneUnavailable(f"{proc.name} exited at start:\n{proc.tail()}")
                 with contextlib.suppress(httpx.HTTPError, ValueError):
-                    if ready(client):
-                        return
-                if time.monotonic() > deadline:
-                    raise ControlPlaneUnavailable(
-                        f"{proc.name} not ready in {_START_TIMEOUT:.0f}s:\n{proc.tail()}"
-                    )
-                time.sleep(0.1)
+                    return bool(ready(client))
+                return False
+
+            try:
+                wait_until(answers, _START_TIMEOUT, f"{proc.name} ready", interval=0.1)
+            except TimeoutError:
+                raise ControlPlaneUnavailable(
+                    f"{proc.name} not ready in {_START_TIMEOUT:.0f}s:\n{proc.tail()}"
+                ) from None
 
     # ----------------------------------------------------------------------------------------------
     # Identities and kubeconfigs

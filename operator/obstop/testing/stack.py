@@ -28,6 +28,7 @@ from obstop.commands.display import status_line as status_line  # users' tests p
 from obstop.testing.apiproxy import FaultProxy
 from obstop.testing.controlplane import ADMIN_USER, ControlPlane, die_with_parent, stop_process
 from obstop.testing.obshell_sim import NEWEST, SimulatorConfig, SimulatorThread
+from obstop.testing.waiting import wait_until
 
 GROUP, VERSION, PLURAL = "obshell.oceanbase.com", "v1alpha1", "obstoprequests"
 SECRET_NAME, SECRET_KEY = "obshell-root", "password"
@@ -245,15 +246,20 @@ class Stack:
                 current.metadata.resource_version if current.metadata else None
             )
             api.replace_custom_resource_definition(crd["metadata"]["name"], crd)
-        deadline = time.monotonic() + 10
-        while True:  # a real server takes a moment before it serves a new CRD
+        refusals: list[client.exceptions.ApiException] = []
+
+        def served() -> bool:  # a real server takes a moment before it serves a new CRD
             try:
                 self.custom.list_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL)
-                return
-            except client.exceptions.ApiException:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
+            except client.exceptions.ApiException as exc:
+                refusals.append(exc)
+                return False
+            return True
+
+        try:
+            wait_until(served, 10, "the API server serves the new CRD", interval=0.05)
+        except TimeoutError:
+            raise refusals[-1] from None
 
     def ensure_namespace(self, name: str) -> None:
         from kubernetes.client.exceptions import ApiException
@@ -340,10 +346,18 @@ class Stack:
     ) -> dict[str, Any]:
         """The first status that satisfies `predicate`; TimeoutError (with the last status and logs) otherwise."""
         status: dict[str, Any] = {}
-        for status in self.watch(name, timeout=timeout, namespace=namespace):
-            if predicate(status):
-                return status
-        tail = "\n".join(self.controller_logs().splitlines()[-40:])
-        raise TimeoutError(
-            f"{name}: condition not met in {timeout}s; last status {status}\ncontroller log tail:\n{tail}"
-        )
+
+        def satisfied() -> bool:
+            nonlocal status
+            status = self.get(name, namespace).get("status") or {}
+            return predicate(status)
+
+        try:
+            wait_until(satisfied, timeout, name, interval=0.05)
+        except TimeoutError:
+            tail = "\n".join(self.controller_logs().splitlines()[-40:])
+            raise TimeoutError(
+                f"{name}: condition not met in {timeout}s; last status {status}\ncontroller log tail:\n{tail}"
+            ) from None
+        return status
+
