@@ -577,18 +577,9 @@ class Stack:
                 time.sleep(0.1)
 
     def create(self, name: str, agent: str, *, terminate: bool) -> float:
-        manifest = {
-            "apiVersion": f"{GROUP}/{VERSION}",
-            "kind": "ObStopRequest",
-            "metadata": {"name": name},
-            "spec": {
-                "obshell": {"address": agent, "passwordSecretRef": {"name": SECRET, "key": "password"}},
-                "scope": {"type": "GLOBAL", "target": []},
-                "force": not terminate,
-                "terminate": terminate,
-                "forcePassDag": [],
-            },
-        }
+        from obstop.testing.stack import stop_request
+
+        manifest = stop_request(name, agent, force=not terminate, terminate=terminate, secret=SECRET)
         started = time.time()
         self.custom.create_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, manifest)
         return started

@@ -15,6 +15,7 @@ import yaml
 from obstop.controller import decisions
 from obstop.controller.decisions import At
 from obstop.controller.status import RequestStatus
+from obstop.testing.stack import manifest
 
 ROOT = Path(__file__).resolve().parents[2]
 HEALTH_LUA = ROOT / "deploy" / "argocd" / "health.lua"
@@ -30,12 +31,9 @@ def health(obj: dict[str, Any]) -> dict[str, str]:
 
 
 def request(status: dict[str, Any] | None, generation: int = 1) -> dict[str, Any]:
-    obj: dict[str, Any] = {
-        "apiVersion": "obshell.oceanbase.com/v1alpha1",
-        "kind": "ObStopRequest",
-        "metadata": {"name": "stop-zone1", "namespace": "ops", "generation": generation},
-        "spec": {"scope": {"type": "ZONE", "target": ["zone1"]}},
-    }
+    obj = manifest(
+        "stop-zone1", {"scope": {"type": "ZONE", "target": ["zone1"]}}, namespace="ops", generation=generation
+    )
     if status is not None:
         obj["status"] = status
     return obj

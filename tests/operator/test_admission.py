@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 
 from obstop.obshell.address import InvalidAddress, parse_endpoint, split_host_port
 from obstop.testing.controlplane import ControlPlane
-from obstop.testing.stack import crd_path
+from obstop.testing.stack import crd_path, minimal_request
 from obstop.testing.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -142,18 +142,8 @@ def refusal(response: httpx.Response) -> list[dict[str, str]]:
 
 
 def request(**spec: Any) -> dict[str, Any]:
-    """A valid ZONE stop, with top-level spec keys replaced by `spec`."""
-    body: dict[str, Any] = {
-        "obshell": {"address": "10.0.0.1:2886", "passwordSecretRef": {"name": "obshell-root"}},
-        "scope": {"type": "ZONE", "target": ["zone1"]},
-    }
-    body.update(spec)
-    return {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "ObStopRequest",
-        "metadata": {"name": "stop"},
-        "spec": body,
-    }
+    """A valid ZONE stop named `stop`, with top-level spec keys replaced by `spec`."""
+    return minimal_request("stop", **spec)
 
 
 def with_address(address: str) -> dict[str, Any]:

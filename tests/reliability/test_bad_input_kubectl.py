@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from obstop.testing.controlplane import ControlPlane
+from obstop.testing.stack import minimal_request
 
 ROOT = Path(__file__).resolve().parents[2]
 KUBECTL = Path(os.environ.get("OBSTOP_TOOLS_BIN") or ROOT / ".tools" / "bin") / "kubectl"
@@ -77,19 +78,7 @@ def kubectl(control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactor
     yield run
 
 
-def request(name: str, **spec: Any) -> dict[str, Any]:
-    """A valid ZONE stop named `name`, with top-level spec keys replaced by `spec`."""
-    body: dict[str, Any] = {
-        "obshell": {"address": "10.0.0.1:2886", "passwordSecretRef": {"name": "obshell-root"}},
-        "scope": {"type": "ZONE", "target": ["zone1"]},
-    }
-    body.update(spec)
-    return {
-        "apiVersion": "obshell.oceanbase.com/v1alpha1",
-        "kind": "ObStopRequest",
-        "metadata": {"name": name},
-        "spec": body,
-    }
+request = minimal_request  # a valid ZONE stop named `name`, with top-level spec keys replaced
 
 
 def servers(*targets: str) -> dict[str, Any]:

@@ -63,7 +63,7 @@ def stop_request(
     secret: str = SECRET_NAME,
     key: str = SECRET_KEY,
 ) -> dict[str, Any]:
-    """An ObStopRequest manifest."""
+    """An ObStopRequest manifest with every spec field written out (the CRD's defaults too)."""
     spec: dict[str, Any] = {
         "obshell": {"address": address, "passwordSecretRef": {"name": secret, "key": key}},
         "scope": {"type": scope, "target": list(targets)},
@@ -73,11 +73,26 @@ def stop_request(
     }
     if deadline is not None:
         spec["activeDeadlineSeconds"] = deadline
+    return manifest(name, spec)
+
+
+def minimal_request(name: str, **spec: Any) -> dict[str, Any]:
+    """A valid ZONE stop with only the required spec fields (no defaults written), top-level spec keys replaced
+    by `spec`: what admission tests vary one field at a time."""
+    required: dict[str, Any] = {
+        "obshell": {"address": "10.0.0.1:2886", "passwordSecretRef": {"name": SECRET_NAME}},
+        "scope": {"type": "ZONE", "target": ["zone1"]},
+    }
+    return manifest(name, {**required, **spec})
+
+
+def manifest(name: str, spec: Mapping[str, Any], **metadata: Any) -> dict[str, Any]:
+    """The ObStopRequest object around `spec` exactly as given; `metadata` adds fields (namespace, ...)."""
     return {
         "apiVersion": f"{GROUP}/{VERSION}",
         "kind": "ObStopRequest",
-        "metadata": {"name": name},
-        "spec": spec,
+        "metadata": {"name": name, **metadata},
+        "spec": dict(spec),
     }
 
 
