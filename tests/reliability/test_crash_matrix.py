@@ -15,7 +15,6 @@ from typing import Any
 
 import pytest
 from reliability_support import (
-    Clusters,
     assert_one_stop,
     conditions,
     dag_running,
@@ -27,37 +26,30 @@ from reliability_support import (
     submitted,
 )
 
-from obstop.testing.controlplane import ControlPlane
 from obstop.testing.stack import Stack, stop_request
 from obstop.testing.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(120)
 
 CLUSTERS = 8
+STAGE_SECONDS = 0.2
 TIME_ROUTE = "/api/v1/info"  # the record step asks the agent who it is, and learns its clock
 LOOKUP_ROUTE = "/api/v1/task/dag/agent/unfinish"
 STOP_ROUTE = "/api/v1/ob/stop"
 
 
 @pytest.fixture(scope="module")
-def stack(control_plane: ControlPlane) -> Iterator[Stack]:
-    with Stack(control_plane=control_plane, proxy=True, clusters=CLUSTERS, stage_seconds=0.2) as s:
-        yield s
-
-
-@pytest.fixture(scope="module")
-def clusters() -> Clusters:
-    return Clusters(CLUSTERS)
+def stack(proxied_stack: Stack) -> Stack:
+    """The module's stack (conftest.py: proxied_stack); each test starts and kills its own controller."""
+    return proxied_stack
 
 
 @pytest.fixture
-def cluster(stack: Stack, clusters: Clusters) -> Iterator[int]:
-    """A fresh cluster of the shared stack, and a controller that is stopped (and faults cleared) after."""
+def cluster(stack: Stack, matrix_cluster: int) -> Iterator[int]:
+    """A fresh cluster of the shared stack, and a controller that is killed (then faults cleared) after."""
     stack.start_controller()
-    yield clusters.take()
+    yield matrix_cluster
     stack.stop_controller(kill=True)
-    stack.sim.faults.clear()
-    proxy_of(stack).clear_faults()
 
 
 def _restart_and_finish(stack: Stack, name: str) -> dict[str, Any]:

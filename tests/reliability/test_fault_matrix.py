@@ -17,7 +17,6 @@ from typing import Any
 
 import pytest
 from reliability_support import (
-    Clusters,
     conditions,
     control_plane_of,
     dag_running,
@@ -28,48 +27,33 @@ from reliability_support import (
 )
 
 from obstop.testing.apiproxy import status_body
-from obstop.testing.controlplane import ControlPlane
 from obstop.testing.stack import GROUP, PLURAL, VERSION, Stack, stop_request
 from obstop.testing.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(120)
 
 CLUSTERS = 20
+STAGE_SECONDS = 0.15
 STOP_ROUTE = "/api/v1/ob/stop"
 DAG_ROUTE = "/api/v1/task/dag/2"  # GETs of local DAGs (generic ids start with 2)
 
 
 @pytest.fixture(scope="module")
-def stack(control_plane: ControlPlane) -> Iterator[Stack]:
-    with Stack(control_plane=control_plane, proxy=True, clusters=CLUSTERS, stage_seconds=0.15) as s:
-        s.start_controller()
-        yield s
-
-
-@pytest.fixture(scope="module")
-def clusters() -> Clusters:
-    return Clusters(CLUSTERS)
+def stack(proxied_stack: Stack) -> Stack:
+    """One controller for the whole module (conftest.py: proxied_stack)."""
+    proxied_stack.start_controller()
+    return proxied_stack
 
 
 @pytest.fixture
-def cluster(stack: Stack, clusters: Clusters) -> Iterator[int]:
-    index = clusters.take()
-    yield index
-    stack.sim.faults.clear()
-    stack.sim.set_clock_offset(0)
-    proxy_of(stack).clear_faults()
-    for agent in stack.sim.clusters[index].agents:
-        stack.sim.agent_up(agent.address)
+def cluster(stack: Stack, matrix_cluster: int) -> Iterator[int]:
+    yield matrix_cluster
     assert stack.controller is not None and stack.controller.poll() is None, "the controller crashed"
 
 
 def _slow_stages(stack: Stack, cluster: int, seconds: float = 0.6) -> None:
     """Make this cluster's DAGs take `seconds` per stage, so a fault can be injected while one runs."""
     stack.sim.clusters[cluster].stage_seconds = seconds
-
-
-def _seen(stack: Stack, name: str, predicate: Any, timeout: float = 30) -> dict[str, Any]:
-    return stack.wait_for(name, predicate, timeout=timeout)
 
 
 def _succeeded_once(stack: Stack, name: str, cluster: int) -> dict[str, Any]:
@@ -90,11 +74,11 @@ def test_agent_refusing_connections_at_submission_then_recovering(stack: Stack, 
     agent = stack.agent(cluster)
     stack.sim.agent_down(agent)
     stack.create(stop_request("agent-down-at-submit", agent, force=True))
-    waiting = _seen(stack, "agent-down-at-submit", lambda s: "lastError" in s)
+    waiting = stack.wait_for("agent-down-at-submit", lambda s: "lastError" in s)
     assert waiting["phase"] == "Pending" and waiting["reason"] == "AgentUnreachable"
     assert "cannot connect" in waiting["lastError"] and "retrying in" in waiting["message"]
     assert conditions(waiting)["Ready"] == "False" and conditions(waiting)["Reconciling"] == "True"
-    _seen(stack, "agent-down-at-submit", lambda s: s.get("attempts", 0) >= 2)
+    stack.wait_for("agent-down-at-submit", lambda s: s.get("attempts", 0) >= 2)
     assert stops_on(stack, cluster) == []
 
     stack.sim.agent_up(agent)
@@ -108,10 +92,10 @@ def test_dag_owner_down_mid_dag_and_back(stack: Stack, cluster: int) -> None:
     agent = stack.agent(cluster)
     _slow_stages(stack, cluster)
     stack.create(stop_request("owner-down", agent, terminate=True))
-    running = _seen(stack, "owner-down", submitted)
+    running = stack.wait_for("owner-down", submitted)
     stack.sim.agent_down(agent)
     assert dag_running(stack, running["dag"]["id"])
-    down = _seen(stack, "owner-down", lambda s: "lastError" in s)
+    down = stack.wait_for("owner-down", lambda s: "lastError" in s)
     assert down["phase"] in ("Submitted", "Running") and down["dag"]["id"] == running["dag"]["id"]
     assert down["reason"] == "AgentUnreachable" and "cannot connect" in down["lastError"]
 
@@ -127,7 +111,7 @@ def test_5xx_bursts_at_every_step(stack: Stack, cluster: int) -> None:
     stack.sim.faults.error_burst(2, route=STOP_ROUTE, agent=agent)
     stack.sim.faults.error_burst(2, route=DAG_ROUTE, agent=agent)
     stack.create(stop_request("burst", agent, force=True))
-    shown = _seen(stack, "burst", lambda s: "lastError" in s)
+    shown = stack.wait_for("burst", lambda s: "lastError" in s)
     assert shown["reason"] == "Common.Unexpected" and "Internal Server Error" in shown["lastError"]
     status = _succeeded_once(stack, "burst", cluster)
     assert status["attempts"] >= 6
@@ -140,7 +124,7 @@ def test_stop_answer_slower_than_the_timeout(stack: Stack, cluster: int) -> None
     agent = stack.agent(cluster)
     stack.sim.faults.delay(5, route=STOP_ROUTE, agent=agent, method="POST", times=1)
     stack.create(stop_request("slow-answer", agent, force=True))
-    timed_out = _seen(stack, "slow-answer", lambda s: "timed out" in s.get("lastError", ""))
+    timed_out = stack.wait_for("slow-answer", lambda s: "timed out" in s.get("lastError", ""))
     assert timed_out["reason"] == "AgentUnreachable" and "dag" not in timed_out
     _succeeded_once(stack, "slow-answer", cluster)
     assert len(stops_on(stack, cluster)) == 1
@@ -156,7 +140,7 @@ def test_connection_dropped_after_the_stop_and_after_the_lookup(stack: Stack, cl
         route="/api/v1/task/dag/agent/unfinish", agent=agent, method="GET", times=1
     )
     stack.create(stop_request("dropped", agent, force=True))
-    dropped = _seen(stack, "dropped", lambda s: "connection failed" in s.get("lastError", ""))
+    dropped = stack.wait_for("dropped", lambda s: "connection failed" in s.get("lastError", ""))
     assert dropped["reason"] == "AgentUnreachable"
     _succeeded_once(stack, "dropped", cluster)
     assert len(stops_on(stack, cluster)) == 1 and stops_on(stack, cluster)[0].dropped
@@ -168,7 +152,7 @@ def test_rsa_key_rotated_mid_request(stack: Stack, cluster: int) -> None:
     agent = stack.agent(cluster)
     _slow_stages(stack, cluster)
     stack.create(stop_request("rotated", agent, terminate=True))
-    running = _seen(stack, "rotated", submitted)
+    running = stack.wait_for("rotated", submitted)
     for each in stack.sim.clusters[cluster].agents:
         stack.sim.rotate_key(each.address)
     assert dag_running(stack, running["dag"]["id"])
@@ -315,7 +299,7 @@ def test_in_stream_410_expired_makes_kopf_relist(stack: Stack, cluster: int) -> 
 
     _slow_stages(stack, cluster)
     stack.create(stop_request("expired", stack.agent(cluster), terminate=True))
-    running = _seen(stack, "expired", submitted)
+    running = stack.wait_for("expired", submitted)
     lists = _request_lists(stack)
     expired = proxy.watch_error(410, real["object"]["message"], resource="obstoprequests")
     assert proxy.cut_watches() >= 1
@@ -335,10 +319,10 @@ def test_secret_deleted_mid_request_then_restored(stack: Stack, cluster: int) ->
     stack.put_secret(stack.namespace, secret, {"password": stack.password})
     _slow_stages(stack, cluster)
     stack.create(stop_request("secret-gone", agent, terminate=True, secret=secret))
-    running = _seen(stack, "secret-gone", submitted)
+    running = stack.wait_for("secret-gone", submitted)
     stack.core.delete_namespaced_secret(secret, stack.namespace)
     assert dag_running(stack, running["dag"]["id"])
-    waiting = _seen(stack, "secret-gone", lambda s: "lastError" in s)
+    waiting = stack.wait_for("secret-gone", lambda s: "lastError" in s)
     assert waiting["phase"] in ("Submitted", "Running") and waiting["reason"] == "WaitingForSecret"
     assert f"Secret {stack.namespace}/{secret} not found" in waiting["lastError"]
 
@@ -356,7 +340,7 @@ def test_secret_changed_to_a_wrong_password_mid_request(stack: Stack, cluster: i
     stack.put_secret(stack.namespace, secret, {"password": stack.password})
     _slow_stages(stack, cluster)
     stack.create(stop_request("secret-changed", agent, terminate=True, secret=secret))
-    running = _seen(stack, "secret-changed", submitted)
+    running = stack.wait_for("secret-changed", submitted)
     stack.put_secret(stack.namespace, secret, {"password": "wrong-password-123"})
     assert dag_running(stack, running["dag"]["id"])
     refused = stack.wait_for(
