@@ -4,8 +4,8 @@
 tests that can share it: each Stack on it works in a namespace of its own. A test that kills the server starts
 a `ControlPlane()` of its own.
 
-The password guard: every `Stack` entered during the run registers its (random) password, and so can a test
-with `password_guard.register(...)`. A test fails if a registered password shows up in its captured output or
+The password guard: every `Stack` entered during the run registers its (random) password (the guard is one of
+`Stack.observers`, obstop.testing.stack), and so can a test with `password_guard.register(...)`. A test fails if a registered password shows up in its captured output or
 logs, or in the controller's logs, the events or any ObStopRequest's status of a Stack that is open while it
 runs. Failure reports never print the password itself: it is replaced by `***`.
 """
@@ -24,11 +24,29 @@ REDACTED = "***"
 
 
 class PasswordGuard:
-    """The secrets that must never be seen, and the live stacks to look into."""
+    """The secrets that must never be seen, and the live stacks to look into; a StackObserver."""
 
     def __init__(self) -> None:
         self.secrets: set[str] = set()
         self.stacks: list[Any] = []
+        self._leaks: dict[int, list[str]] = {}
+
+    # The Stack's life (StackObserver): register its password, look into it just before it stops.
+    def starting(self, stack: Any) -> None:
+        self.register(stack.password)
+
+    def started(self, stack: Any) -> None:
+        self.stacks.append(stack)
+
+    def stopping(self, stack: Any) -> None:
+        if stack in self.stacks:
+            self.stacks.remove(stack)
+            self._leaks[id(stack)] = self.stack_leaks(stack)
+
+    def stopped(self, stack: Any) -> None:
+        leaks = self._leaks.pop(id(stack), [])
+        if leaks:
+            pytest.fail(f"the root password appeared in: {', '.join(leaks)}", pytrace=False)
 
     def register(self, secret: str) -> None:
         if len(secret) >= 6:  # a short value would match innocent text
@@ -87,34 +105,14 @@ def _guard_every_stack() -> Iterator[None]:
     """Register each Stack's password when it starts; check it for leaks just before it stops."""
     try:
         from obstop.testing.stack import Stack
-    except ImportError:  # the sandbox extras are not installed: nothing to guard
+    except ImportError:  # the test kit is not installed: nothing to guard
         yield
         return
-    enter, leave = Stack.__enter__, Stack.__exit__
-
-    def guarded_enter(self: Any) -> Any:
-        GUARD.register(self.password)
-        result = enter(self)
-        GUARD.stacks.append(self)
-        return result
-
-    def guarded_exit(self: Any, *exc: object) -> None:
-        leaks: list[str] = []
-        if self in GUARD.stacks:
-            GUARD.stacks.remove(self)
-            try:
-                leaks = GUARD.stack_leaks(self)
-            finally:
-                leave(self, *exc)
-        else:
-            leave(self, *exc)
-        if leaks:
-            pytest.fail(f"the root password appeared in: {', '.join(leaks)}", pytrace=False)
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(Stack, "__enter__", guarded_enter)
-        patch.setattr(Stack, "__exit__", guarded_exit)
+    Stack.observers.append(GUARD)
+    try:
         yield
+    finally:
+        Stack.observers.remove(GUARD)
 
 
 @pytest.fixture

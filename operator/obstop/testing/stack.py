@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Protocol
 
 import yaml
 
@@ -96,7 +96,21 @@ def manifest(name: str, spec: Mapping[str, Any], **metadata: Any) -> dict[str, A
     }
 
 
+class StackObserver(Protocol):
+    """Told about every Stack's life, once registered in `Stack.observers` (tests/conftest.py's password guard is
+    one): `starting` before anything is set up, `started` once the stack is up, `stopping` before it is torn
+    down, `stopped` after. An exception from `stopping` still tears the stack down; one from `stopped` (a
+    pytest.fail, say) goes to the `with` statement."""
+
+    def starting(self, stack: Stack) -> None: ...
+    def started(self, stack: Stack) -> None: ...
+    def stopping(self, stack: Stack) -> None: ...
+    def stopped(self, stack: Stack) -> None: ...
+
+
 class Stack:
+    observers: ClassVar[list[StackObserver]] = []
+
     def __init__(
         self,
         *,
@@ -145,6 +159,8 @@ class Stack:
     # Lifecycle
 
     def __enter__(self) -> Stack:
+        for observer in self.observers:
+            observer.starting(self)
         try:
             self.workdir = self._workdir_arg or Path(
                 self._exit.enter_context(tempfile.TemporaryDirectory(prefix="obstop-"))
@@ -173,10 +189,18 @@ class Stack:
         except BaseException:
             self._exit.close()
             raise
+        for observer in self.observers:
+            observer.started(self)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._exit.close()
+        try:
+            for observer in self.observers:
+                observer.stopping(self)
+        finally:
+            self._exit.close()
+        for observer in self.observers:
+            observer.stopped(self)
 
     def agent(self, cluster: int = 0, index: int = 0) -> str:
         return str(self.sim.clusters[cluster].agents[index].address)
