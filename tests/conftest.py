@@ -1,5 +1,10 @@
 """Shared pytest configuration. Fixtures specific to one layer live in that layer's conftest.
 
+`sim`, `client` and `raw` are a simulated obshell cluster on loopback (real HTTP, nothing mocked), a client of its
+first agent and a plain HTTP client for requests the ObshellClient would never send; `obshell_version` picks the
+release `sim` behaves as. Their helpers (the password, crafted headers, waiting for a DAG) are in
+tests/obshell_sim_helpers.py, imported by name (tests/ is on sys.path: this conftest's folder).
+
 `control_plane` is the real etcd + kube-apiserver of the session (obstop.testing.controlplane), shared by the
 tests that can share it: each Stack on it works in a namespace of its own. A test that kills the server starts
 a `ControlPlane()` of its own.
@@ -14,11 +19,17 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+if TYPE_CHECKING:
+    import httpx
+
+    from obstop.obshell import ObshellClient
+    from obstop.testing.obshell_sim import ObshellSimulator
 
 REDACTED = "***"
 
@@ -79,6 +90,42 @@ class PasswordGuard:
 
 
 GUARD = PasswordGuard()
+
+
+@pytest.fixture
+def obshell_version() -> str:
+    """The obshell release `sim` behaves as: the newest, unless a test parametrizes `obshell_version`, e.g.
+    `@pytest.mark.parametrize("obshell_version", V2_RELEASES)` (obshell_sim_helpers)."""
+    from obstop.testing.obshell_sim import NEWEST
+
+    return NEWEST
+
+
+@pytest.fixture
+async def sim(obshell_version: str) -> AsyncIterator[ObshellSimulator]:
+    from obshell_sim_helpers import sim_config
+    from obstop.testing.obshell_sim import ObshellSimulator
+
+    async with ObshellSimulator(sim_config(obshell_version)) as s:
+        yield s
+
+
+@pytest.fixture
+async def client(sim: ObshellSimulator) -> AsyncIterator[ObshellClient]:
+    from obshell_sim_helpers import PASSWORD
+    from obstop.obshell import ObshellClient
+
+    async with ObshellClient(sim.clusters[0].agents[0].url, PASSWORD) as c:
+        yield c
+
+
+@pytest.fixture
+async def raw(sim: ObshellSimulator) -> AsyncIterator[httpx.AsyncClient]:
+    """A plain HTTP client for requests the ObshellClient would never send."""
+    import httpx
+
+    async with httpx.AsyncClient(base_url=sim.clusters[0].agents[0].url) as http:
+        yield http
 
 
 @pytest.fixture(scope="session")

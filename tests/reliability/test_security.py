@@ -1,5 +1,5 @@
-"""Security: the password guard itself, Secret access limited to the one the request names (in its own
-namespace), and TLS verification on by default for https agents. Real `obstop run` processes against the
+"""Security: Secret access limited to the one the request names (in its own namespace), and TLS
+verification on by default for https agents. Real `obstop run` processes against the
 session's real kube-apiserver, whose audit log (not the controller's word) shows which Secrets the controller
 read, and an https simulator with a self-signed certificate."""
 
@@ -11,7 +11,6 @@ import ipaddress
 import ssl
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from cryptography import x509
@@ -24,31 +23,6 @@ from obstop.testing.controlplane import ControlPlane
 from obstop.testing.stack import Stack, stop_request
 
 pytestmark = pytest.mark.timeout(120)
-
-
-# ------------------------------------------------------------------------------------------------------
-# The guard (tests/conftest.py) must be able to fail
-
-
-def test_the_guard_finds_and_redacts_a_planted_password(
-    password_guard: Any, control_plane: ControlPlane
-) -> None:
-    with Stack(control_plane=control_plane, clusters=1, stage_seconds=0.05) as s:
-        assert s.password in password_guard.secrets
-        assert password_guard.stack_leaks(s) == []
-        event = {
-            "apiVersion": "v1",
-            "kind": "Event",
-            "metadata": {"name": "planted"},
-            "involvedObject": {"kind": "ObStopRequest", "name": "x", "namespace": s.namespace},
-            "reason": "Planted",
-            "message": f"oops {s.password}",
-        }
-        s.core.create_namespaced_event(s.namespace, event)
-        assert password_guard.stack_leaks(s) == [f"event Planted in {s.namespace}"]
-        assert password_guard.redact(f"a {s.password} b") == "a *** b"
-        s.core.delete_namespaced_event("planted", s.namespace)  # or this test would fail, as it should
-        assert password_guard.stack_leaks(s) == []
 
 
 # ------------------------------------------------------------------------------------------------------

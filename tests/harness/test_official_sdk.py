@@ -17,8 +17,8 @@ import pytest
 from obshell import ClientSet, OBShellHandleError, TaskExecuteFailedError
 from obshell.auth.base import AuthVersion
 from obshell.auth.password import PasswordAuth
-from obshell_sim_helpers import PASSWORD
 
+from obshell_sim_helpers import PASSWORD
 from obstop.testing.obshell_sim import KNOWN_RELEASES, SimulatorConfig, SimulatorThread
 
 

@@ -21,8 +21,8 @@ from typing import Any
 
 import httpx
 import pytest
-from obshell_sim_helpers import PASSWORD, error_of, signed_header, sim_config, v1_header
 
+from obshell_sim_helpers import PASSWORD, error_of, signed_header, sim_config, v1_header
 from obstop.obshell import crypto
 from obstop.testing.obshell_sim import KNOWN_RELEASES, NEWEST, ObshellSimulator, SimAgent, SimulatorConfig
 from obstop.testing.obshell_sim.releases import DEFAULT_BUILD, Release

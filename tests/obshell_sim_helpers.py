@@ -1,4 +1,6 @@
-"""Helpers for the client<->simulator tests (imported by name: tests are not a package)."""
+"""Helpers of the tests that talk to the obshell simulator (tests/integration: the client; tests/harness: the
+simulator itself). Imported by name: tests are not a package, and tests/ is on sys.path (its conftest's folder).
+The fixtures `sim`, `client` and `raw` are in tests/conftest.py."""
 
 from __future__ import annotations
 

@@ -14,8 +14,8 @@ from typing import Any
 
 import httpx
 import pytest
-from obshell_sim_helpers import PASSWORD, stop_params, wait_finished
 
+from obshell_sim_helpers import PASSWORD, stop_params, wait_finished
 from obstop.obshell import DagDetail, DagOperator, DagState, ObshellApiError, ObshellClient
 from obstop.testing.obshell_sim import ObshellSimulator, SimulatorConfig
 from obstop.testing.waiting import until

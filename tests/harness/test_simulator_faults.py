@@ -10,8 +10,8 @@ import sys
 
 import httpx
 import pytest
-from obshell_sim_helpers import PASSWORD, stop_params, wait_finished
 
+from obshell_sim_helpers import PASSWORD, stop_params, wait_finished
 from obstop.obshell import ObshellApiError, ObshellClient, ObshellTransportError
 from obstop.testing.obshell_sim import ObshellSimulator, SimulatorConfig, SimulatorThread
 from obstop.testing.obshell_sim.releases import DEFAULT_BUILD
