@@ -11,7 +11,8 @@ ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
 WORKDIR /src
-# Only what the wheel is built from (see .dockerignore).
+# Only what the wheel is built from (see .dockerignore): the product, without the test kit (operator/obstop/testing),
+# so `obstop sim` and `obstop sandbox` say in one line that they need the `testing` extra.
 COPY pyproject.toml README.md ./
 COPY operator ./operator
 # Byte-compile in the build: the root filesystem is read-only at run time.

@@ -1,5 +1,6 @@
 """The `obstop` command line. Each subcommand lives in obstop.commands.<name> and is imported only when run,
-so that `obstop stop` does not pay for Kopf and `obstop run` does not need the test-only packages."""
+so that `obstop stop` does not pay for Kopf and `obstop run` does not need the test kit (obstop.testing), which
+the controller image leaves out: there `sim` and `sandbox` say so in one line (obstop.commands.testkit)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ from collections.abc import Sequence
 COMMANDS = {
     "run": "run the controller (Kopf) against the current Kubernetes context",
     "stop": "send one stop to an obshell agent and optionally wait for its DAG",
-    "sim": "serve simulated obshell agents on loopback (for tests and the sandbox)",
-    "sandbox": "the whole loop on loopback: local kube-apiserver + etcd, simulated cluster, controller",
+    "sim": "serve simulated obshell agents on loopback (for tests and the sandbox; test kit)",
+    "sandbox": "the whole loop on loopback: local kube-apiserver + etcd, simulated cluster, controller (test kit)",
 }
 
 

@@ -1,7 +1,8 @@
 """The container image, as far as it can be checked without a container engine (none runs here).
 
 The Dockerfile is read as text and held to the chart (user, command, port); the wheel the builder stage makes
-is built for real with pip from the files the build context holds, and its console script is run from it.
+is built for real with pip from the files the build context holds (.dockerignore: the product, not the test kit),
+and its console script is run from it: `run` and `stop` work, `sim` and `sandbox` say in one line what they need.
 """
 
 from __future__ import annotations
@@ -107,6 +108,7 @@ def test_dockerignore_keeps_the_context_to_what_the_wheel_is_built_from() -> Non
     ]
     assert lines[0] == "*"
     assert {line for line in lines if line.startswith("!")} == {"!pyproject.toml", "!README.md", "!operator/"}
+    assert "operator/obstop/testing/" in lines, "the test kit stays out of the image"
     copied = {rest.split()[0] for rest in instructions(stages()[1], "COPY")}
     assert copied == {"pyproject.toml", "operator"}
 
@@ -120,6 +122,7 @@ def test_the_wheel_builds_from_the_build_context_and_its_console_script_runs(tmp
     for name in ("pyproject.toml", "README.md"):
         shutil.copy2(ROOT / name, context / name)
     shutil.copytree(ROOT / "operator", context / "operator", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.rmtree(context / "operator" / "obstop" / "testing")  # .dockerignore: the test kit is not sent
     wheels = tmp_path / "wheels"
     built = subprocess.run(
         [
@@ -154,7 +157,8 @@ def test_the_wheel_builds_from_the_build_context_and_its_console_script_runs(tmp
         entry_points = archive.read(f"{dist_info}/entry_points.txt").decode()
         metadata = archive.read(f"{dist_info}/METADATA").decode()
     assert "obstop/cli.py" in names and "obstop/py.typed" in names
-    assert not any(name.startswith(("tests/", "operator/")) for name in names)
+    assert not any(name.startswith(("tests/", "operator/", "obstop/testing/")) for name in names)
+    assert "obstop/controller/main.py" in names and "obstop/obshell/client.py" in names
     assert re.search(r"^obstop = obstop\.cli:main$", entry_points, re.MULTILINE)
     project = _pyproject()["project"]
     requires = {
@@ -170,8 +174,9 @@ def test_the_wheel_builds_from_the_build_context_and_its_console_script_runs(tmp
         "assert obstop.__file__.startswith(sys.argv[1]), obstop.__file__; "
         "sys.argv = ['obstop', *sys.argv[2:]]; sys.exit(obstop.cli.main())"
     )
-    for args in (["--help"], ["run", "--help"]):
-        done = subprocess.run(
+
+    def obstop(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
             [sys.executable, "-c", script, str(wheel), *args],
             capture_output=True,
             text=True,
@@ -179,9 +184,19 @@ def test_the_wheel_builds_from_the_build_context_and_its_console_script_runs(tmp
             timeout=60,
             check=False,
         )
+
+    for args in (["--help"], ["stop", "--help"], ["run", "--help"]):
+        done = obstop(*args)
         assert done.returncode == 0, done.stderr
         assert "usage: obstop" in done.stdout
     assert "--health-port" in done.stdout
+    # The test kit's commands, without it: one line naming the extra, no traceback.
+    for args in (["sim", "--password", "pw"], ["sandbox"]):
+        done = obstop(*args)
+        assert done.returncode == 2, done.stdout + done.stderr
+        assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr, done.stderr
+        assert f"obstop {args[0]}: needs the test kit" in done.stderr
+        assert "pip install 'ob-stop-operator[testing]'" in done.stderr, done.stderr
 
 
 def _pyproject() -> dict[str, Any]:

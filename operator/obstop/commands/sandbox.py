@@ -15,6 +15,8 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from obstop.commands import testkit
+
 if TYPE_CHECKING:
     from obstop.testing.stack import Stack
 
@@ -32,6 +34,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    lacking = testkit.missing("sandbox")
+    if lacking:
+        print(lacking, file=sys.stderr)
+        return 2
     from obstop.testing.controlplane import ControlPlaneUnavailable
 
     try:

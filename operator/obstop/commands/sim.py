@@ -16,6 +16,8 @@ import ssl
 import sys
 from typing import TYPE_CHECKING
 
+from obstop.commands import testkit
+
 if TYPE_CHECKING:
     from obstop.testing.obshell_sim import SimulatorConfig
 
@@ -49,6 +51,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    lacking = testkit.missing("sim")
+    if lacking:
+        print(lacking, file=sys.stderr)
+        return 2
     from obstop.testing.obshell_sim import SimulatorConfig, releases
 
     version = args.obshell_version if args.obshell_version is not None else releases.NEWEST
