@@ -2,7 +2,7 @@
 
 Once listening it prints which obshell release it serves (`release <version> <status version> <bits>-bit`), one line per
 agent, `agent <ip:port> <zone> <cluster> <url>`, then `ready`, so that a parent process can parse where the agents
-are. `--obshell-version X.Y.Z` picks the release to behave as (fact sheet §7; default the newest). The password comes from --password or, to keep it out of
+are. `--obshell-version X.Y.Z` picks the release to behave as (README.md#obshell-releases-the-simulator-reproduces; default the newest). The password comes from --password or, to keep it out of
 the process list, from the environment variable OBSTOP_SIM_PASSWORD.
 """
 
@@ -105,7 +105,7 @@ async def serve(config: SimulatorConfig) -> None:
         loop.add_signal_handler(signum, stop.set)
     async with ObshellSimulator(config) as sim:
         release = sim.release
-        # Which obshell release this is (`inferred`: 4.2.2.0, known from the SDKs only, §7).
+        # Which obshell release this is (`inferred`: 4.2.2.0, known from the SDKs only, README.md#obshell-releases-the-simulator-reproduces).
         inferred = " inferred" if release.auth_v1_only else ""
         print(
             f"release {release.version} {release.status_version} {config.rsa_key_bits}-bit{inferred}",

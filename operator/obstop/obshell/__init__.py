@@ -1,6 +1,9 @@
 """The obshell agent client: authentication (hybrid RSA+AES), requests, DTOs, generic ids, errors.
 
 A library with no knowledge of Kubernetes or Kopf.
+
+Source citations in comments: `ob/...` paths are files of obshell itself, https://github.com/oceanbase/obshell
+(master; `@hash` a commit); `obshell-sdk-python ...` is https://github.com/oceanbase/obshell-sdk-python.
 """
 
 from obstop.obshell.address import AgentEndpoint, InvalidAddress, parse_endpoint

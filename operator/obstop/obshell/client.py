@@ -150,7 +150,7 @@ class ObshellClient:
         return _parse(DagDetail, await self._call("GET", uri), "DAG")
 
     # The list routes answer with every node, sub-task and log line unless told otherwise, and the history is
-    # never pruned (fact sheet §4.1, §6 item 19): ask for the DAGs alone, then read the one that matters.
+    # never pruned (ob/agent/api/task_handler.go, ob/param/task.go): ask for the DAGs alone, then read the one that matters.
 
     async def unfinished_dags(self) -> list[DagDetail]:
         """Unfinished DAGs of the whole cluster (forwarded to the master before initialisation), without details."""
@@ -188,7 +188,7 @@ class ObshellClient:
                 raise
             # The agent may have a new key (redeployed; upgraded to 4.4.2's 1024-bit key; the address now reaches
             # another agent). A 401 means nothing ran, so fetch the key and try once more, unless the key is the
-            # same, which makes a pre-4.3.1 10008 a real credentials refusal (fact sheet §7).
+            # same, which makes a pre-4.3.1 10008 a real credentials refusal (README.md#obshell-releases-the-simulator-reproduces).
             self._keys.forget(self.endpoint.base_url, key)
             fresh = await self._public_key()
             if not exc.is_decrypt_failure and crypto.same_key(fresh, key):
@@ -201,7 +201,7 @@ class ObshellClient:
             "auth": self._password.get_secret_value(),
             # The agent checks the expiry against its own clock: sign with its time (learnt from every envelope),
             # so clock skew never makes a request expire. obshell 4.2.x would report that as a bare
-            # "unauthorized", indistinguishable from a wrong password (fact sheet §7).
+            # "unauthorized", indistinguishable from a wrong password (README.md#obshell-releases-the-simulator-reproduces).
             "ts": str(int(time.time() + self._keys.clock_offset(self.endpoint.base_url)) + self._lifetime),
             "uri": uri,
             "keys": base64.b64encode(aes_keys).decode("ascii"),
@@ -273,7 +273,7 @@ def envelope_time(raw: bytes) -> datetime | None:
 
 
 def parse_envelope(http_status: int, raw: bytes, *, where: str = "obshell", trace_id: str = "") -> Any:
-    """Check obshell's response envelope (fact sheet §1.1); return `data` or raise a typed error."""
+    """Check obshell's response envelope (ob/agent/lib/http/response.go); return `data` or raise a typed error."""
     try:
         envelope = json.loads(raw)
     except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: absurdly nested JSON

@@ -1,4 +1,4 @@
-"""obshell's "API hybrid encryption" primitives (fact sheet §2.3).
+"""obshell's "API hybrid encryption" primitives (ob/agent/secure/header.go, ob/agent/secure/body.go).
 
 The request header is JSON encrypted with the agent's RSA public key, PKCS#1 v1.5, in 53-byte chunks (the
 512-bit maximum, which both official SDKs use for every key size). The request body is AES-128-CBC with

@@ -15,12 +15,12 @@ _PERMANENT_5XX = frozenset(
     }
 )
 
-# 400s that a later try can pass (fact sheet §1.2, §6 item 24): an observer error such as a query timeout.
+# 400s that a later try can pass (ob/agent/errors/errorcode.go): an observer error such as a query timeout.
 _TRANSIENT_4XX = frozenset({"MySQL.Error"})
 
 FORCE_STOP_REQUIRED = "OB.Cluster.ForceStopRequired"
 
-# Old numeric codes (before obshell 4.3.1.0, fact sheet §1.2) and the SDKs' meaning of them.
+# Old numeric codes (before obshell 4.3.1.0, ob/agent/errors/errorcode.go) and the SDKs' meaning of them.
 OLD_CODE_DECRYPT = 1  # header-decrypt failure, sent only from 4.4.2.0 on
 OLD_CODE_BAD_REQUEST = (
     1000  # before 4.3.1.0 also the answer to an unknown route ("Bad request: 404 not found")
@@ -95,7 +95,7 @@ class ObshellApiError(ObshellError):
     @property
     def may_be_stale_key(self) -> bool:
         """A 401 that may mean our cached RSA key is not the agent's any more. Before 4.3.1.0 obshell answers a
-        header it cannot decrypt with the same 401 code 10008 as a wrong password (fact sheet §7), so only a
+        header it cannot decrypt with the same 401 code 10008 as a wrong password (README.md#obshell-releases-the-simulator-reproduces), so only a
         fresh key can tell the two apart."""
         return self.is_decrypt_failure or (
             self.status == 401 and self.code == OLD_CODE_UNAUTHORIZED and not self.err_code
@@ -104,7 +104,7 @@ class ObshellApiError(ObshellError):
     @property
     def is_unknown_route(self) -> bool:
         """The agent has no such route: 404 Common.NotFound from 4.3.1.0, 400 code 1000 "Bad request: 404 not
-        found" before (fact sheet §1.1, §7): e.g. the DAG history list, absent before 4.3.0.0."""
+        found" before (ob/agent/lib/http/response.go, README.md#obshell-releases-the-simulator-reproduces): e.g. the DAG history list, absent before 4.3.0.0."""
         if not self.enveloped:
             return False
         if self.status == 404:
@@ -119,13 +119,13 @@ class ObshellApiError(ObshellError):
     @property
     def is_record_not_found(self) -> bool:
         """GET DAG found no such record. Any other lookup error (a busy sqlite) is also a 404 Task.NotFound
-        (code 2300 before 4.3.1.0), so only this text says the DAG is really not there (fact sheet §6 item 22)."""
+        (code 2300 before 4.3.1.0), so only this text says the DAG is really not there (ob/agent/api/task_handler.go)."""
         return self.status == 404 and "record not found" in self.message.lower()
 
     @property
     def is_force_stop_required(self) -> bool:
         """The receiving agent's observer has no usable connection, so only a forced stop can run: errCode
-        OB.Cluster.ForceStopRequired from 4.3.1.0, 400 code 1001 "Illegal argument: ..." before (fact sheet §7)."""
+        OB.Cluster.ForceStopRequired from 4.3.1.0, 400 code 1001 "Illegal argument: ..." before (README.md#obshell-releases-the-simulator-reproduces)."""
         return self.err_code == FORCE_STOP_REQUIRED or (
             not self.err_code
             and self.code == OLD_CODE_ILLEGAL_ARGUMENT
@@ -136,7 +136,7 @@ class ObshellApiError(ObshellError):
     def is_identity_refusal(self) -> bool:
         """The agent is not a cluster agent (SINGLE, MASTER, TAKE OVER ..., SCALING ...): 400
         Agent.Identify.NotSupportOperation from 4.3.1.0, 500 code 1010 "Known error: agent identity is ..." before
-        (fact sheet §7). Retrying the same agent cannot help."""
+        (README.md#obshell-releases-the-simulator-reproduces). Retrying the same agent cannot help."""
         return self.err_code == "Agent.Identify.NotSupportOperation" or (
             not self.err_code and self.code == OLD_CODE_KNOWN and "agent identity" in self.message.lower()
         )

@@ -1,4 +1,4 @@
-"""obshell generic ids (fact sheet §4.5): `1`+id for cluster DAGs, `2`+IPv4+port+id and `3`+IPv6+port+id
+"""obshell generic ids (ob/agent/engine/task/task_dto.go ConvertToGenericID): `1`+id for cluster DAGs, `2`+IPv4+port+id and `3`+IPv6+port+id
 for DAGs local to one agent (`4`/`5`: the same for obproxy tasks)."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""obshell's wire DTOs (fact sheet §3, §4.2, §5) as pydantic models.
+"""obshell's wire DTOs (ob/param/ob.go, ob/agent/engine/task/task_dto.go, ob/agent/meta/agent.go) as pydantic models.
 
 Parsing is tolerant of extra keys (newer agents add fields) and strict about the ones we rely on.
 """

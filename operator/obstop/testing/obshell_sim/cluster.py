@@ -1,4 +1,4 @@
-"""The simulated cluster: agents' state, stop validation (fact sheet §3.2) and the stop DAG engine (§3.4, §3.5).
+"""The simulated cluster: agents' state, stop validation (ob/agent/executor/ob/stop.go CheckStopObParam) and the stop DAG engine (ob/agent/executor/ob/sub_dag.go).
 
 Everything here runs on the simulator's event loop and mutates state synchronously, so no two requests
 ever see a half-made change. The only timing is the DAG driver: one stage every `stage_seconds`.
@@ -28,7 +28,7 @@ from obstop.testing.obshell_sim.releases import NEWEST_RELEASE, Release
 from obstop.testing.obshell_sim.wire import ApiError, api_error
 
 IDENTITY = "CLUSTER AGENT"
-# Identities an agent can be given (meta/agent.go, §5). FOLLOWER is left out: it forwards to its MASTER (§2.3).
+# Identities an agent can be given (ob/agent/meta/agent.go). FOLLOWER is left out: it forwards to its MASTER (ob/agent/api/common/middleware.go Verify).
 SIMULATED_IDENTITIES = (
     IDENTITY,
     "SINGLE",
@@ -43,7 +43,7 @@ DEFAULT_AGENT_PORT = 2886
 OB_STATE_AVAILABLE = 3
 OB_STATE_DOWN = 0
 
-# obshell's time limits, in obshell seconds (§3.4, §6 item 23); the engine waits them times `time_scale`.
+# obshell's time limits, in obshell seconds (ob/agent/executor/ob/sub_dag.go); the engine waits them times `time_scale`.
 READY_WAIT_PER_AGENT = 900 * 1  # node 2, per agent, one after another (maxQueryDagDetailTimes x 1 s)
 WAIT_LIMIT = 900 * 1  # node 5, per agent in parallel
 WAIT_AFTER_CANCEL = 450  # node 5 after cancelling a sub-DAG still RUNNING (i = 900/2)
@@ -51,9 +51,9 @@ KILL_LIMIT = 15 * 5  # "Stop observer": AsyncOperationTimeout
 SUB_TASK_LIMIT = 3600  # engine/task/task.go DEFAULT_TIMEOUT
 CANCEL_WAIT = PASS_WAIT = 300  # force-passing a holder (stop_obsvr.go)
 CREATE_TRIES = 3  # node 1, remote creation (3 s apart)
-# Main-DAG nodes that are cancel-only (no SetCanContinue): a restart fails them (§3.4).
+# Main-DAG nodes that are cancel-only (no SetCanContinue): a restart fails them (ob/agent/executor/ob/sub_dag.go).
 CANCEL_ONLY_NODES = frozenset({d.NODE_INFORM, d.NODE_READY, d.NODE_ADVANCE, d.NODE_END})
-# Nodes whose failure PASSes the created sub-DAGs (deferred t.pass(), §3.4, §6 item 15).
+# Nodes whose failure PASSes the created sub-DAGs (deferred t.pass(), ob/agent/executor/ob/sub_dag.go).
 PASSING_NODES = frozenset({d.NODE_READY, d.NODE_ADVANCE, d.NODE_STOP_SQL, d.NODE_END})
 INTERRUPTED_LINE = (
     "ERROR: [Common.Unexpected]: Unexpected error: task unexpectedly interrupted and cannot continue"
@@ -74,7 +74,7 @@ class SimAgent:
     key: rsa.RSAPrivateKey = field(repr=False)
     cluster: SimCluster = field(repr=False)
     observer_running: bool = True
-    # obState while the process runs: 1 no connection yet (booting), 2 restricted, 3 available (§5).
+    # obState while the process runs: 1 no connection yet (booting), 2 restricted, 3 available (ob/agent/meta/agent.go).
     ob_connection: int = OB_STATE_AVAILABLE
     stalled: bool = False  # answers HTTP, but its task engine runs nothing (fault injection)
     service_stopped: bool = False  # ALTER SYSTEM STOP SERVER/ZONE ran (immediate mode)
@@ -88,7 +88,7 @@ class SimAgent:
     pid: int = field(default_factory=lambda: 10_000 + int.from_bytes(os.urandom(2), "big"))
     started_at_ns: int = field(default_factory=time.time_ns)
     url: str = ""  # set once listening: http(s)://ip:port
-    identity: str = IDENTITY  # meta.OCS_AGENT identity; only CLUSTER AGENT may stop (§3.2 step 3)
+    identity: str = IDENTITY  # meta.OCS_AGENT identity; only CLUSTER AGENT may stop (ob/agent/executor/ob/stop.go CheckStopObParam step 3)
 
     def __post_init__(self) -> None:
         self.ids = d.IdAllocator(self.ip, self.port)
@@ -147,7 +147,7 @@ class SimAgent:
         return {
             "agent": {"ip": self.ip, "port": self.port, "identity": self.identity},
             "state": 2,
-            "version": release.status_version,  # "<version>-<release>" (§7)
+            "version": release.status_version,  # "<version>-<release>" (README.md#obshell-releases-the-simulator-reproduces)
             "pid": self.pid,
             "startAt": self.started_at_ns,
             "port": self.port,
@@ -157,7 +157,7 @@ class SimAgent:
         }
 
     def info_wire(self, release: Release) -> dict[str, Any]:
-        # The plain four-part version; later fields only from the release that added them (§5, §7).
+        # The plain four-part version; later fields only from the release that added them (ob/agent/meta/agent.go, README.md#obshell-releases-the-simulator-reproduces).
         info: dict[str, Any] = {
             "ip": self.ip,
             "port": self.port,
@@ -225,7 +225,7 @@ def _is_failed(dag: d.Dag) -> bool:
 
 
 def _rpc_error(agent: SimAgent, uri: str, exc: ApiError) -> str:
-    """How an agent-to-agent request error reads in a task log (err.agent.rpc.request.error, §3.4)."""
+    """How an agent-to-agent request error reads in a task log (err.agent.rpc.request.error, ob/agent/executor/ob/sub_dag.go)."""
     if isinstance(exc, _Unreachable):
         detail = f'Post "http://{agent.address}{uri}": dial tcp {agent.address}: connect: connection refused'
     else:
@@ -311,7 +311,7 @@ class SimCluster:
         )
 
     # ----------------------------------------------------------------------------------------------
-    # Stop: validation, in the server's order (§3.2)
+    # Stop: validation, in the server's order (ob/agent/executor/ob/stop.go CheckStopObParam)
 
     def validate_stop(self, body: Any, receiver: SimAgent) -> StopRequest:
         request = _bind_stop(body)
@@ -348,17 +348,19 @@ class SimCluster:
             raise api_error("OB.Cluster.ForceStopOrTerminateRequired")
         if request.force and request.terminate:
             raise api_error("OB.Cluster.StopModeConflict")
-        # ZONE even with force, and the immediate checks, only from 4.4.1.0 (§3.2, §7 row "stop checks").
+        # ZONE even with force, and the immediate checks, only from 4.4.1.0 (ob/agent/executor/ob/stop.go CheckStopObParam, README.md#obshell-releases-the-simulator-reproduces).
         strict = self.release.strict_stop_checks
         if (not request.force or (strict and kind == "ZONE")) and receiver.ob_state != OB_STATE_AVAILABLE:
-            raise api_error("OB.Cluster.ForceStopRequired")  # GetState() != 3, booting included (§6 item 20)
+            raise api_error(
+                "OB.Cluster.ForceStopRequired"
+            )  # GetState() != 3, booting included (ob/agent/repository/db/oceanbase/status.go)
         if strict and not request.kills:
             self._immediate_queries(receiver)
             self._check_immediate(request)
         return request
 
     def _immediate_queries(self, receiver: SimAgent) -> None:
-        """The OB queries of the immediate checks can fail with a (transient) 400 MySQL.Error (§6 item 24)."""
+        """The OB queries of the immediate checks can fail with a (transient) 400 MySQL.Error (ob/agent/errors/errorcode.go)."""
         fault = self.faults.take("mysql_error", receiver.address) if self.faults is not None else None
         if fault is not None:
             raise ApiError(400, "MySQL.Error", fault.message)
@@ -373,7 +375,7 @@ class SimCluster:
             raise api_error("OB.Cluster.Tenant.Replica.Invalid")
 
     # ----------------------------------------------------------------------------------------------
-    # Stop: the DAG (§3.4). The main DAG steps once per `stage_duration`; a node that waits for its
+    # Stop: the DAG (ob/agent/executor/ob/sub_dag.go). The main DAG steps once per `stage_duration`; a node that waits for its
     # sub-DAGs (2 and 5) then polls every `poll_seconds` until they are where it wants them or its
     # time limit (obshell's constants times `time_scale`) runs out. Sub-DAGs run on their own agents'
     # engines (`_step_sub`), which only work while the agent serves and is not stalled.
@@ -431,7 +433,7 @@ class SimCluster:
             return
         run.waiting = False
         if dag.operator is d.Operator.CANCEL:
-            # No stop task has a Cancel hook and no deferred pass runs: the sub-DAGs keep their locks (§3.4).
+            # No stop task has a Cancel hook and no deferred pass runs: the sub-DAGs keep their locks (ob/agent/executor/ob/sub_dag.go).
             node = dag.current
             node.state, node.operator, node.end_time = d.State.FAILED, d.Operator.CANCEL, _now()
             self._finish(dag, d.State.FAILED)
@@ -475,7 +477,9 @@ class SimCluster:
     def _begin_node(self, run: _StopRun) -> None:
         node = run.dag.current
         node.state, node.start_time = d.State.RUNNING, _now()
-        if node.operator is not d.Operator.RETRY:  # a retried node keeps RETRY; the DAG stays RUN (§4.3)
+        if (
+            node.operator is not d.Operator.RETRY
+        ):  # a retried node keeps RETRY; the DAG stays RUN (ob/agent/engine/task/task.go)
             node.operator = d.Operator.RUN
         run.node_started = time.monotonic()
         run.ready_index, run.ready_since, run.wait_cancelled_at = 0, run.node_started, None
@@ -551,7 +555,7 @@ class SimCluster:
                 )
             if holder.state is not d.State.FAILED:
                 # stop_obsvr.go cancelAndPassSubDag: the cancel takes, but the pass then uses the stale
-                # (RUNNING) DAG object, is refused, and PassTimeout comes back at once (§3.5).
+                # (RUNNING) DAG object, is refused, and PassTimeout comes back at once (ob/agent/executor/ob/sub_dag.go).
                 self._cancel_sub(holder)
                 if not _is_failed(holder):  # its engine did not get to the cancel (stalled)
                     raise ApiError(
@@ -622,7 +626,7 @@ class SimCluster:
         self._step_sub(sub_run)
 
     async def _kill_times_out(self, sub_run: _SubRun, task: d.SubTask) -> None:
-        """The kill does not take within 15x5 s: the sub-DAG parks at the wrong stage (§3.4, §6 item 25)."""
+        """The kill does not take within 15x5 s: the sub-DAG parks at the wrong stage (ob/agent/executor/ob/sub_dag.go)."""
         await asyncio.sleep(self._limit(KILL_LIMIT))
         sub, node = sub_run.dag, sub_run.dag.current
         task.state, task.end_time = d.State.FAILED, _now()
@@ -666,7 +670,10 @@ class SimCluster:
         for task in prepare.sub_tasks:
             task.state, task.execute_times = d.State.SUCCEED, task.execute_times + 1
         sub.stage = 2
-        sub.state, sub.operator = d.State.RUNNING, d.Operator.RUN  # RETRY leaves the DAG operator RUN (§4.3)
+        sub.state, sub.operator = (
+            d.State.RUNNING,
+            d.Operator.RUN,
+        )  # RETRY leaves the DAG operator RUN (ob/agent/engine/task/task.go)
         sub.current.state, sub.current.start_time = d.State.RUNNING, _now()
         sub_run = self._subs.get(id(sub))
         if sub_run is not None:
@@ -709,7 +716,9 @@ class SimCluster:
         task = node.sub_tasks[0]
         if not run.ready_checked:
             missing = [a.address for a in self.agents if a.address not in run.sub_dags]
-            if missing:  # lists the agents without a sub-DAG, never the lock holder (§6 item 8)
+            if (
+                missing
+            ):  # lists the agents without a sub-DAG, never the lock holder (ob/agent/executor/ob/sub_dag.go)
                 raise _NodeFailed(
                     "Task.SubDag.NotAllCreated",
                     f"check sub dag created failed: Sub DAG of agents: [{' '.join(missing)}] not created, "
@@ -838,7 +847,7 @@ class SimCluster:
         sub.terminal_at = time.time()
 
     # ----------------------------------------------------------------------------------------------
-    # Agent restarts (§3.4 "Agent restart", §6 item 14)
+    # Agent restarts (ob/agent/executor/ob/sub_dag.go "Agent restart", ob/agent/engine/executor/executor.go)
 
     def agent_restarted(self, agent: SimAgent) -> None:
         """The agent's process started again: a RUNNING sub-task that cannot continue fails and fails its
@@ -878,13 +887,13 @@ class SimCluster:
 
     def hold_lock(self, agent: SimAgent, name: str) -> d.Dag:
         """A parked maintenance DAG that is not a start/stop sub-DAG (e.g. an agent upgrade): it has no
-        main id, so no forcePassDag can pass it (§3.5); only a PASS of it by hand frees the agent."""
+        main id, so no forcePassDag can pass it (ob/agent/executor/ob/sub_dag.go); only a PASS of it by hand frees the agent."""
         dag = agent.new_dag(name, [name], maintenance_type=d.MAINTENANCE_GLOBAL)
         self._park(agent, dag, f"{name} is waiting")
         return dag
 
     def rename_ids(self, agent: SimAgent) -> None:
-        """The agent now has another ip:port: its DAGs' ids are encoded from the new address (§4.5)."""
+        """The agent now has another ip:port: its DAGs' ids are encoded from the new address (ob/agent/engine/task/task_dto.go ConvertToGenericID)."""
         agent.ids.ip, agent.ids.port = agent.ip, agent.port
         for dag in agent.dags.values():
             dag.generic_id = ids.agent_dag_id(agent.ip, agent.port, dag.dag_id).encode()
@@ -894,7 +903,7 @@ class SimCluster:
                     task.generic_id = ids.agent_dag_id(agent.ip, agent.port, task.task_id).encode()
 
     # ----------------------------------------------------------------------------------------------
-    # DAG lookup and operators (§4.3, §4.5)
+    # DAG lookup and operators (ob/agent/engine/task/task.go, ob/agent/engine/task/task_dto.go ConvertToGenericID)
 
     def resolve(self, text: str, receiver: SimAgent) -> tuple[SimAgent, d.Dag]:
         """Find the DAG a generic id names, as `receiver` would (forwarding to its owner)."""
@@ -912,7 +921,7 @@ class SimCluster:
             )
         busy = self.faults.take("busy_sqlite", owner.address) if self.faults is not None else None
         if busy is not None:
-            # Any GetDagInstance error is a 404 (WrapRetain(ErrTaskNotFound, err), §4.5).
+            # Any GetDagInstance error is a 404 (WrapRetain(ErrTaskNotFound, err), ob/agent/engine/task/task_dto.go ConvertToGenericID).
             raise api_error("Task.NotFound", busy.message)
         dag = owner.dags.get(generic.local_id)
         if dag is None:
@@ -928,7 +937,7 @@ class SimCluster:
         run = self._runs.get(id(dag))
         if operator == "CANCEL":
             # getNodeCanCancel → IsFinished(): a state test, so any FAILED or SUCCEED DAG (a parked
-            # sub-DAG included) is refused (§4.3, §6 item 11).
+            # sub-DAG included) is refused (ob/agent/engine/task/task.go).
             if dag.terminal:
                 raise api_error("Task.Dag.Operator.CancelFinishedDag")
             if run is None:
@@ -949,7 +958,7 @@ class SimCluster:
         # Main stop DAGs: only the minor freeze can be retried; nothing can be rolled back or passed.
         if operator != "RETRY" or failed.name != d.NODE_MINOR_FREEZE or dag.operator is d.Operator.CANCEL:
             raise api_error(f"Task.Dag.Operator.{operator.capitalize()}NotAllowed", failed.name)
-        # txForRetryAndReadyDag: RETRY on the node only; the DAG operator is written RUN (§4.3, §6 item 16).
+        # txForRetryAndReadyDag: RETRY on the node only; the DAG operator is written RUN (ob/agent/engine/task/task.go).
         failed.state, failed.operator = d.State.PENDING, d.Operator.RETRY
         dag.state, dag.operator, dag.finished = d.State.READY, d.Operator.RUN, False
         dag.reset_times()

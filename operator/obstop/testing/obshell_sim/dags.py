@@ -1,4 +1,4 @@
-"""Simulated task DAGs (fact sheet §3.4, §4.2, §4.3): the records an agent keeps and their wire form."""
+"""Simulated task DAGs (ob/agent/executor/ob/sub_dag.go, ob/agent/engine/task/task_dto.go, ob/agent/engine/task/task.go): the records an agent keeps and their wire form."""
 
 from __future__ import annotations
 
@@ -86,7 +86,7 @@ class SubTask:
             "operator": self.operator.value,
             "start_time": go_time(self.start_time),
             "end_time": go_time(self.end_time),
-            "additional_data": None,  # merged into the DAG level and hidden (task_dto.go SetVisible, §4.2)
+            "additional_data": None,  # merged into the DAG level and hidden (task_dto.go SetVisible, ob/agent/engine/task/task_dto.go)
             "execute_times": self.execute_times,
             "execute_agent": {"ip": self.execute_agent[0], "port": self.execute_agent[1]},
             "task_logs": list(self.logs) if self.logs is not None else None,
@@ -114,7 +114,7 @@ class Node:
             "operator": self.operator.value,
             "start_time": go_time(self.start_time),
             "end_time": go_time(self.end_time),
-            "additional_data": None,  # merged into the DAG level and hidden (task_dto.go SetVisible, §4.2)
+            "additional_data": None,  # merged into the DAG level and hidden (task_dto.go SetVisible, ob/agent/engine/task/task_dto.go)
             "sub_tasks": [task.to_wire() for task in self.sub_tasks],
         }
 
@@ -176,7 +176,7 @@ class Dag:
         }
 
     def merged_data(self) -> dict[str, Any] | None:
-        """With details, DAG-level additional_data is the merge of node- and sub-task-level data (§4.2)."""
+        """With details, DAG-level additional_data is the merge of node- and sub-task-level data (ob/agent/engine/task/task_dto.go)."""
         merged: dict[str, Any] = dict(self.additional_data or {})
         parts = [node.additional_data for node in self.nodes]
         parts += [task.additional_data for node in self.nodes for task in node.sub_tasks]

@@ -7,38 +7,38 @@ Key rotation and agents going down are actions on the simulator, not rules: see 
 Every fault as the control route takes it (POST /__sim__/faults, plain JSON; "agent" is "ip:port" and
 may be left out to mean every agent unless said otherwise):
 - {"kind": "fail_stop", "node": <name or 1-based stage>, "errCode": "...", "message": "...", "times": 1}
-  the next stop DAG(s) fail at that node (nodes 2, 4, 6 and 7 then pass their sub-DAGs, §3.4).
+  the next stop DAG(s) fail at that node (nodes 2, 4, 6 and 7 then pass their sub-DAGs, ob/agent/executor/ob/sub_dag.go).
 - {"kind": "delay", "seconds": 1.5, "route": "/api/v1/ob/stop", "method": "POST", "times": 1}
 - {"kind": "drop", "route": "/api/v1/ob/stop", "method": "POST", "times": 1}
 - {"kind": "error", "route": "...", "method": "...", "times": 2}   500 Common.Unexpected, not executed
 - {"kind": "busy_sqlite", "agent": "...", "times": 2, "message": "database is locked"}
   DAG lookups of DAGs that agent owns (GET/POST /api/v1/task/dag/{id}, wherever asked) answer 404
-  Task.NotFound "Task not found: <message>" (§4.5: any lookup error is a 404). `times` absent = until cleared.
+  Task.NotFound "Task not found: <message>" (ob/agent/engine/task/task_dto.go ConvertToGenericID: any lookup error is a 404). `times` absent = until cleared.
 - {"kind": "mysql_error", "agent": "...", "times": 1, "message": "Error 4012 (HY000): Timeout, ..."}
   an immediate SERVER/ZONE stop received by that agent answers 400 MySQL.Error <message> from the OB
-  queries of the immediate checks (§3.2 steps 7-8, §6 item 24); transient: the next one may pass.
+  queries of the immediate checks (ob/agent/executor/ob/stop.go CheckStopObParam steps 7-8, ob/agent/errors/errorcode.go); transient: the next one may pass.
 - {"kind": "fail_kill", "agent": "...", "times": 1}
   the next kill on that agent does not take: "Stop observer" fails after 15x5 s (scaled) with
   OB.Cluster.AsyncOperationTimeout, the sub-DAG parks at the wrong stage, the main DAG ends
-  Task.SubDag.NotAllSucceed (§6 item 25).
+  Task.SubDag.NotAllSucceed (ob/agent/executor/ob/sub_dag.go).
 Actions on the simulator (same route, see ObshellSimulator._apply_action):
 - {"kind": "agent_down", "agent": "..."} / {"kind": "agent_up", "agent": "...", "restarted": false}
   unreachable (connection refused) and back; its DAGs do not progress meanwhile. "restarted": true
   comes back as a new process (the restart semantics below).
-- {"kind": "agent_restart", "agent": "...", "downSeconds": 0.0}  the agent process restarts (§6 item 14):
+- {"kind": "agent_restart", "agent": "...", "downSeconds": 0.0}  the agent process restarts (ob/agent/engine/executor/executor.go):
   its main stop DAG fails if it was at node 1, 2, 4 or 7 (sub-DAGs stay parked holding their locks);
   at node 3, 5 or 6 it resumes. The pid and startAt change.
 - {"kind": "ob_state", "agent": "...", "obState": 0|1|2|3}  0 observer down, 1 up without connection
-  (booting), 2 restricted connection, 3 available; anything but 3 refuses non-force stops (§6 item 20).
+  (booting), 2 restricted connection, 3 available; anything but 3 refuses non-force stops (ob/agent/repository/db/oceanbase/status.go).
 - {"kind": "observer", "agent": "...", "running": true|false}  obState 3 or 0.
 - {"kind": "stall", "agent": "...", "stalled": true}  the agent answers HTTP but its task engine runs
   nothing (sub-DAGs created there never park, advanced ones never finish): node 2 and Wait time out.
 - {"kind": "hold_lock", "agent": "...", "name": "Upgrade agent"}  a parked maintenance DAG that is not a
-  start/stop sub-DAG holds the agent's lock (no main id: never force-passed, §3.5); PASS it by hand.
+  start/stop sub-DAG holds the agent's lock (no main id: never force-passed, ob/agent/executor/ob/sub_dag.go); PASS it by hand.
 - {"kind": "time_scale", "scale": 0.001}  real seconds per obshell second for the engine's time limits
   (node 2 900x1 s per agent, Wait 900x1 s + ~450 s, kill 15x5 s, every sub-task 3600 s); default 1.
 - {"kind": "move_agent", "agent": "...", "port": 0}  the agent now listens on another port (0 = any free
-  one); ids naming the old address are forwarded there (§4.5).
+  one); ids naming the old address are forwarded there (ob/agent/engine/task/task_dto.go ConvertToGenericID).
 - {"kind": "clock_offset", "seconds": 30}, {"kind": "rotate_key", "agent": "..."}
 """
 

@@ -1,9 +1,9 @@
-"""What differs between obshell releases, as the simulator reproduces it (fact sheet §7, "Behaviour by obshell
-version"; error forms §1.2/§1.3, auth §2.3/§2.4, stop checks §3.2).
+"""What differs between obshell releases, as the simulator reproduces it (README.md#obshell-releases-the-simulator-reproduces;
+error forms ob/agent/errors/errorcode.go, ob/agent/api/common/middleware.go, auth ob/agent/api/common/middleware.go Verify, obshell-sdk-python auth/password.py, stop checks ob/agent/executor/ob/stop.go CheckStopObParam).
 
-A `Release` is built from a version string by comparing four integers against the thresholds of §7, so any
+A `Release` is built from a version string by comparing four integers against the thresholds of README.md#obshell-releases-the-simulator-reproduces, so any
 version from 4.2.2.0 up works, not only the named profiles of `KNOWN_RELEASES`. Release attribution follows the
-`VERSION=` bumps of obshell's `Makefile.common` (§7): 4.2.4.0 5b035c9, 4.2.5.0 ba0e8d1, 4.2.6.0 737982a,
+`VERSION=` bumps of obshell's `Makefile.common` (README.md#obshell-releases-the-simulator-reproduces): 4.2.4.0 5b035c9, 4.2.5.0 ba0e8d1, 4.2.6.0 737982a,
 4.3.0.0 32187ba, 4.3.1.0 58d96f3, 4.4.1.0 6bfea90, 4.4.2.0 d7ec681, 4.5.0.0 61ee147.
 
     release = Release.parse("4.4.1")          # or "4.4.1.0", "4.4.1.0-100000012025061012"
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 Version = tuple[int, int, int, int]
 
 KNOWN_RELEASES: tuple[str, ...] = (
-    "4.2.2.0",  # inferred from the SDKs only: 4.2.2 is not in obshell's public history (§2.4, §7)
+    "4.2.2.0",  # inferred from the SDKs only: 4.2.2 is not in obshell's public history (obshell-sdk-python auth/password.py, README.md#obshell-releases-the-simulator-reproduces)
     "4.2.3.0",
     "4.2.6.0",
     "4.3.0.0",
@@ -32,7 +32,7 @@ OLDEST: Version = (4, 2, 2, 0)
 # The `<release>` part of `/api/v1/status` `version` when none is given (obshell's RELEASE build variable).
 DEFAULT_BUILD = "100000012025061012"
 
-# Thresholds of §7: the first release that has the behaviour.
+# Thresholds of README.md#obshell-releases-the-simulator-reproduces: the first release that has the behaviour.
 _AUTH_V2: Version = (4, 2, 3, 0)  # 424f28a "v4.2.3": X-OCS-Header; 4.2.2.0 spoke auth v1 only (SDK)
 _VERIFICATION_FAILED: Version = (4, 2, 4, 0)  # en.json err.unauthorized gets a text @5b035c9
 _INFO_OB_VERSION: Version = (4, 2, 4, 0)  # meta/agent.go AgentStatus.obVersion @5b035c9
@@ -69,40 +69,40 @@ class Release:
     build: str
     """The `<release>` part of `/api/v1/status` `version` (obshell's RELEASE build variable)."""
     auth_v1_only: bool
-    """§2.4/§7 row "auth scheme": 4.2.2.0 speaks only auth v1 (`X-OCS-Auth`, one RSA block of
-    {"password","ts"}, plaintext body). Inferred from [PY] auth/password.py PasswordAuthMethodV1: the 4.2.2
+    """obshell-sdk-python auth/password.py, README.md#obshell-releases-the-simulator-reproduces: 4.2.2.0 speaks only auth v1 (`X-OCS-Auth`, one RSA block of
+    {"password","ts"}, plaintext body). Inferred from obshell-sdk-python auth/password.py PasswordAuthMethodV1: the 4.2.2
     server is not in public history. An `X-OCS-Header` is unknown to it (401 10008 on protected routes)."""
     supported_auth: bool
-    """§7 row "auth scheme": `/api/v1/info` `supportedAuth: ["v2"]` from 4.2.5.0 (3738625, meta/agent.go)."""
+    """README.md#obshell-releases-the-simulator-reproduces: `/api/v1/info` `supportedAuth: ["v2"]` from 4.2.5.0 (3738625, meta/agent.go)."""
     agent_header: bool
-    """§7 row "auth scheme": `X-OCS-Agent-Header` honoured from 4.2.6.0 (43dd332); ignored before."""
+    """README.md#obshell-releases-the-simulator-reproduces: `X-OCS-Agent-Header` honoured from 4.2.6.0 (43dd332); ignored before."""
     uri_checked_first: bool
-    """§7 row "other auth failures": Uri checked before Ts/password from 4.2.6.0 (middleware.go Verify
+    """README.md#obshell-releases-the-simulator-reproduces: Uri checked before Ts/password from 4.2.6.0 (middleware.go Verify
     @737982a); 4.2.3.0-4.2.5.x check Ts/password first (@424f28a, @ba0e8d1)."""
     unauthorized_message: str
-    """§2.4, §7 rows "header-decrypt failure"/"expired header": the 401 10008 message before 4.3.1.0:
+    """obshell-sdk-python auth/password.py, README.md#obshell-releases-the-simulator-reproduces: the 401 10008 message before 4.3.1.0:
     "err.unauthorized" (4.2.3.x, i18n key missing), "Verification failed" (4.2.4-4.2.5),
     "Verification failed: %s" (4.2.6-4.3.0; agent/assets/i18n/error/en.json). Empty from 4.3.1.0."""
     err_codes: bool
-    """§1.2, §7 row "error object": `{code?, errCode, message}` from 4.3.1.0 (43a4c2b); before,
+    """ob/agent/errors/errorcode.go, README.md#obshell-releases-the-simulator-reproduces: `{code?, errCode, message}` from 4.3.1.0 (43a4c2b); before,
     `{code, message}` with the old numeric codes (lib/http/response.go ApiError @32187ba)."""
     decrypt_failed_code: int
-    """§1.3, §7 row "header-decrypt failure": the `code` sent with errCode `...Header.DecryptFailed`:
+    """ob/agent/api/common/middleware.go, README.md#obshell-releases-the-simulator-reproduces: the `code` sent with errCode `...Header.DecryptFailed`:
     1 from 4.4.2.0 (319e3e6), none (0) in 4.3.1.0-4.4.1.x. Before 4.3.1.0 it is a plain 10008."""
     dag_history_routes: bool
-    """§4.1, §7 row "GET /api/v1/task/dags/agent": present from 4.3.0.0 (0e32aa5, task_handler.go);
+    """ob/agent/api/task_handler.go, README.md#obshell-releases-the-simulator-reproduces: present from 4.3.0.0 (0e32aa5, task_handler.go);
     before, the unknown-route answer."""
     strict_stop_checks: bool
-    """§3.2, §7 row "stop checks": from 4.4.1.0 (6163196, executor/ob/stop.go CheckStopObParam) ZONE needs
+    """ob/agent/executor/ob/stop.go CheckStopObParam, README.md#obshell-releases-the-simulator-reproduces: from 4.4.1.0 (6163196, executor/ob/stop.go CheckStopObParam) ZONE needs
     obState 3 even with force, and immediate SERVER/ZONE get the one-zone, other-stop and majority checks."""
     key_bits: int
-    """§2.2, §7 row "RSA key": 512-bit before 4.4.2.0, 1024-bit from it (319e3e6, lib/crypto/rsa.go KEY_SIZE)."""
+    """ob/agent/lib/crypto/rsa.go, README.md#obshell-releases-the-simulator-reproduces: 512-bit before 4.4.2.0, 1024-bit from it (319e3e6, lib/crypto/rsa.go KEY_SIZE)."""
     info_ob_version: bool
-    """§5: `/api/v1/info` `obVersion` from 4.2.4.0 (meta/agent.go AgentStatus)."""
+    """ob/agent/meta/agent.go: `/api/v1/info` `obVersion` from 4.2.4.0 (meta/agent.go AgentStatus)."""
     info_security: bool
-    """§5: `/api/v1/info` `isObproxyAgent` and `security` from 4.2.6.0."""
+    """ob/agent/meta/agent.go: `/api/v1/info` `isObproxyAgent` and `security` from 4.2.6.0."""
     info_architecture: bool
-    """§5: `/api/v1/info` `architecture` from 4.3.0.0."""
+    """ob/agent/meta/agent.go: `/api/v1/info` `architecture` from 4.3.0.0."""
 
     @classmethod
     def parse(cls, text: str) -> Release:
@@ -144,12 +144,12 @@ class Release:
 
     @property
     def version(self) -> str:
-        """What `/api/v1/info` `data.version` says: the plain four-part version (§7)."""
+        """What `/api/v1/info` `data.version` says: the plain four-part version (README.md#obshell-releases-the-simulator-reproduces)."""
         return ".".join(map(str, self.numbers))
 
     @property
     def status_version(self) -> str:
-        """What `/api/v1/status` `data.version` says: `<version>-<release>` (constant.VERSION_RELEASE, §7)."""
+        """What `/api/v1/status` `data.version` says: `<version>-<release>` (constant.VERSION_RELEASE, README.md#obshell-releases-the-simulator-reproduces)."""
         return f"{self.version}-{self.build}"
 
     def unauthorized(self, detail: str) -> str:
@@ -159,7 +159,7 @@ class Release:
 
     def error_line(self, err_code: str, message: str) -> str:
         """A task log's error line (engine/task/task.go ExecuteErrorLog): `ERROR: [<errCode>]: <message>`
-        from 4.3.1.0, `ERROR: <message>` before (§4.2, §7 row "task-log error line")."""
+        from 4.3.1.0, `ERROR: <message>` before (ob/agent/engine/task/task_dto.go, README.md#obshell-releases-the-simulator-reproduces)."""
         return f"ERROR: [{err_code}]: {message}" if self.err_codes else f"ERROR: {message}"
 
     def __str__(self) -> str:

@@ -1,7 +1,7 @@
 """The HTTP face of one simulated agent (aiohttp): auth, routes, envelope, fault hooks, control routes.
 
 Every request goes through one handler so that the order of checks is exactly obshell's: header decrypt
-(every route), body decrypt, route lookup (404), then verification on protected routes (§2.3, §6 item 5).
+(every route), body decrypt, route lookup (404), then verification on protected routes (ob/agent/api/common/middleware.go Verify).
 """
 
 from __future__ import annotations
@@ -29,7 +29,9 @@ if TYPE_CHECKING:
 
 HEADER_ROOT = "X-OCS-Header"
 HEADER_AGENT = "X-OCS-Agent-Header"
-HEADER_V1 = "X-OCS-Auth"  # auth v1, 4.2.2.0 only (§2.4; inferred from the SDKs)
+HEADER_V1 = (
+    "X-OCS-Auth"  # auth v1, 4.2.2.0 only (obshell-sdk-python auth/password.py; inferred from the SDKs)
+)
 HEADER_TRACE = "X-OBSHELL-Trace-ID"
 CONTROL_PREFIX = "/__sim__/"
 STOP_PATH = "/api/v1/ob/stop"
@@ -92,7 +94,7 @@ class AgentServer:
             ("GET", "/api/v1/task/dag/maintain/agents"): (self._maintain_agents, True),
             ("GET", "/api/v1/agents/status"): (self._agents_status, True),
         }
-        # Since 4.3.0.0; older agents answer as for any unknown route (§4.1).
+        # Since 4.3.0.0; older agents answer as for any unknown route (ob/agent/api/task_handler.go).
         if sim.release.dag_history_routes:
             self._routes[("GET", "/api/v1/task/dags/agent")] = (self._agent_dags, True)
 
@@ -163,7 +165,9 @@ class AgentServer:
         header = self._decrypt_header(request)
         raw_body = await request.read()
         body = raw_body
-        if header is not None and header.name != HEADER_V1 and raw_body:  # v1 bodies are plaintext (§2.4)
+        if (
+            header is not None and header.name != HEADER_V1 and raw_body
+        ):  # v1 bodies are plaintext (obshell-sdk-python auth/password.py)
             body = self._decrypt_body(header, raw_body)
         handler, protected = self._route(request.method, request.path)
         record = self.sim.new_stop_record(self.agent, dropped) if handler == self._stop else None
@@ -195,13 +199,13 @@ class AgentServer:
         return self._not_found, False
 
     # ----------------------------------------------------------------------------------------------
-    # Auth (§2.3)
+    # Auth (ob/agent/api/common/middleware.go Verify)
 
     def _decrypt_header(self, request: web.Request) -> SignedHeader | None:
         release = self.sim.release
         if release.auth_v1_only:
             return self._decrypt_v1_header(request)
-        # X-OCS-Agent-Header exists (and wins over X-OCS-Header) only from 4.2.6.0 (§2.3, §7).
+        # X-OCS-Agent-Header exists (and wins over X-OCS-Header) only from 4.2.6.0 (ob/agent/api/common/middleware.go Verify, README.md#obshell-releases-the-simulator-reproduces).
         use_agent = release.agent_header and HEADER_AGENT in request.headers
         name = HEADER_AGENT if use_agent else HEADER_ROOT
         value = request.headers.get(name)
@@ -248,7 +252,7 @@ class AgentServer:
     def _decrypt_v1_header(self, request: web.Request) -> SignedHeader | None:
         """Auth v1 (4.2.2.0 only): `X-OCS-Auth` = RSA of {"password", "ts": <int expiry>}, no Uri, no body keys.
 
-        Inferred from [PY] auth/password.py PasswordAuthMethodV1 (§2.4): the 4.2.2 server is not in public
+        Inferred from obshell-sdk-python auth/password.py PasswordAuthMethodV1: the 4.2.2 server is not in public
         history, so how it reports a failure is a guess (401 10008, like 4.2.3). It does not know X-OCS-Header."""
         value = request.headers.get(HEADER_V1)
         if value is None:
@@ -282,7 +286,7 @@ class AgentServer:
     def _verify(self, header: SignedHeader | None, request: web.Request) -> None:
         if header is None:
             raise api_error("Request.Header.NotFound")
-        # From 4.2.6.0 the Uri is checked first; 4.2.3.0-4.2.5.x check Ts and password first (§2.3, §7).
+        # From 4.2.6.0 the Uri is checked first; 4.2.3.0-4.2.5.x check Ts and password first (ob/agent/api/common/middleware.go Verify, README.md#obshell-releases-the-simulator-reproduces).
         # Auth v1 (4.2.2.0) signs no Uri.
         check_uri = header.name != HEADER_V1
         if check_uri and self.sim.release.uri_checked_first:
@@ -315,7 +319,7 @@ class AgentServer:
     def _verify_password(self, header: SignedHeader) -> None:
         if self.agent.identity == "SINGLE":
             # An agent outside any cluster: with no agent password set any decryptable header passes; with one,
-            # only X-OCS-Agent-Header carrying it (§2.3 step 4).
+            # only X-OCS-Agent-Header carrying it (ob/agent/api/common/middleware.go Verify step 4).
             if not self.sim.has_agent_password:
                 return
             if header.name != HEADER_AGENT:
@@ -360,7 +364,9 @@ class AgentServer:
         return self.agent.status_wire(self.sim.release)
 
     async def _time(self, call: Call) -> Any:
-        return go_time(clock.now())  # a Go time.Time: an RFC 3339 string, not a number (§5)
+        return go_time(
+            clock.now()
+        )  # a Go time.Time: an RFC 3339 string, not a number (ob/agent/meta/agent.go)
 
     async def _stop(self, call: Call) -> Any:
         cluster = self.agent.cluster
@@ -388,7 +394,7 @@ class AgentServer:
         self.agent.cluster.operate(dag, operator)
         return None
 
-    # Every list route takes show_details, default true (ob/param/task.go, §6 item 19).
+    # Every list route takes show_details, default true (ob/param/task.go).
 
     async def _agent_unfinished(self, call: Call) -> Any:
         details = _details(call)

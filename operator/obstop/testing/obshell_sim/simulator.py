@@ -29,7 +29,7 @@ class SimulatorConfig:
     """What to simulate. `base_port=0` picks free ports (not necessarily consecutive); otherwise agents
     take consecutive ports from `base_port`, cluster after cluster.
 
-    `version` is the obshell release to behave as (fact sheet §7): "4.4.1.0", "4.4.1" or "4.4.1.0-<release>",
+    `version` is the obshell release to behave as (README.md#obshell-releases-the-simulator-reproduces): "4.4.1.0", "4.4.1" or "4.4.1.0-<release>",
     any version from 4.2.2.0 up (`releases.KNOWN_RELEASES` are the named profiles); `release` is its parsed
     behaviour. `key_bits` overrides the release's RSA key size (512 before 4.4.2.0, 1024 from it)."""
 
@@ -65,7 +65,7 @@ class SimulatorConfig:
 
     @property
     def rsa_key_bits(self) -> int:
-        """The agents' RSA key size: `key_bits` if given, else the release's (§2.2)."""
+        """The agents' RSA key size: `key_bits` if given, else the release's (ob/agent/lib/crypto/rsa.go)."""
         return self.key_bits if self.key_bits is not None else self.release.key_bits
 
 
@@ -220,7 +220,7 @@ class ObshellSimulator:
             server.agent.cluster.agent_restarted(server.agent)
 
     async def restart_agent(self, address: str, *, down_seconds: float = 0.0) -> None:
-        """The agent process restarts (§6 item 14): down for `down_seconds`, then up as a new process. Its
+        """The agent process restarts (ob/agent/engine/executor/executor.go): down for `down_seconds`, then up as a new process. Its
         main stop DAG fails if it was at node 1, 2, 4 or 7 (the sub-DAGs keep their locks); at 3, 5 or 6
         it goes on. Not a pause: the interrupted sub-task fails."""
         await self.agent_down(address)
@@ -248,7 +248,7 @@ class ObshellSimulator:
         self.agent(address).stalled = stalled
 
     def hold_lock(self, address: str, name: str = "Upgrade agent") -> Dag:
-        """A parked maintenance DAG without main id holds the agent's lock (never force-passed, §3.5)."""
+        """A parked maintenance DAG without main id holds the agent's lock (never force-passed, ob/agent/executor/ob/sub_dag.go)."""
         agent = self.agent(address)
         return agent.cluster.hold_lock(agent, name)
 
@@ -261,7 +261,7 @@ class ObshellSimulator:
 
     async def move_agent(self, address: str, *, port: int = 0) -> None:
         """The agent now listens on another port (0 = a free one); its DAG ids follow its new address,
-        old ids are forwarded to the old address, where nothing answers (§4.5)."""
+        old ids are forwarded to the old address, where nothing answers (ob/agent/engine/task/task_dto.go ConvertToGenericID)."""
         server = self._servers.pop(address)
         agent = server.agent
         await server.stop()
@@ -273,7 +273,7 @@ class ObshellSimulator:
 
     def set_identity(self, address: str, identity: str) -> None:
         """Give an agent another identity (`/api/v1/info` `identity`), e.g. "SINGLE": stop and start then refuse
-        with the identity error of the release (§3.2, §7). FOLLOWER is not simulated (it forwards to a MASTER)."""
+        with the identity error of the release (ob/agent/executor/ob/stop.go CheckStopObParam, README.md#obshell-releases-the-simulator-reproduces). FOLLOWER is not simulated (it forwards to a MASTER)."""
         if identity not in SIMULATED_IDENTITIES:
             raise ValueError(f"identity must be one of {', '.join(SIMULATED_IDENTITIES)}, not {identity!r}")
         self.agent(address).identity = identity

@@ -1,4 +1,4 @@
-"""The agent's side of the wire: the response envelope, error codes and timestamps (fact sheet §1)."""
+"""The agent's side of the wire: the response envelope, error codes and timestamps (ob/agent/lib/http/response.go)."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ CATALOG: dict[str, tuple[int, int, str]] = {
         "X-OCS-Agent-Header or X-OCS-Header not found in http request header",
     ),
     "Security.Authentication.Header.DecryptFailed": (401, 1, "Decrypt http header failed: %s"),
-    # Occur(...), not wrapped in Common.Unauthorized: no "Unauthorized: " prefix (§1.3, middleware.go Verify).
+    # Occur(...), not wrapped in Common.Unauthorized: no "Unauthorized: " prefix (ob/agent/api/common/middleware.go Verify).
     "Security.Authentication.Header.UriMismatch": (401, 10008, "URI mismatch"),
     "Security.Authentication.Expired": (401, 10008, "Unauthorized: Authentication expired"),
     "Security.Authentication.Timestamp.Invalid": (401, 10008, "Unauthorized: Invalid timestamp: %s, err: %s"),
@@ -49,7 +49,7 @@ CATALOG: dict[str, tuple[int, int, str]] = {
         10008,
         "Unauthorized: Should use agent_password to verify: %s",
     ),
-    # WrapRetain(Common.Unauthorized, ...): the inner 500 kept, the "Unauthorized: " prefix added (§1.3).
+    # WrapRetain(Common.Unauthorized, ...): the inner 500 kept, the "Unauthorized: " prefix added (ob/agent/api/common/middleware.go).
     "Request.Body.Decrypt.AES.KeyAndIv.Invalid": (500, 0, "Unauthorized: AES key and IV size error"),
     "Request.Body.Decrypt.AES.ContentLength.Invalid": (
         500,
@@ -99,7 +99,7 @@ CATALOG: dict[str, tuple[int, int, str]] = {
 DECRYPT_FAILED = "Security.Authentication.Header.DecryptFailed"
 
 # Before 4.3.1.0 (4.2.x-4.3.0.0) errors were {code, message} with a numeric code per kind, and the message the
-# kind's en.json template around the detail text (§1.2, §7; agent/errors/errorcode.go, en.json @424f28a, @32187ba).
+# kind's en.json template around the detail text (ob/agent/errors/errorcode.go, ob/agent/assets/i18n/error/en.json @424f28a, @32187ba; README.md#obshell-releases-the-simulator-reproduces).
 _BAD_REQUEST = (400, 1000, "Bad request: %s")
 _ILLEGAL_ARGUMENT = (400, 1001, "Illegal argument: %s")
 _UNEXPECTED = (500, 1002, "Unexpected error: %s")
@@ -113,7 +113,10 @@ _LEGACY_CODE_BY_STATUS = {400: 1000, 401: 10008, 404: 2300, 500: 1002}
 # code wrote it (agent/executor/ob/stop.go, executor/ob/info.go IsValidScope, service/task/dag.go,
 # engine/task/task_dto.go ConvertGenericID, api/common/middleware.go, secure/auth.go @32187ba and @737982a).
 LEGACY: dict[str, tuple[tuple[int, int, str | None], str]] = {
-    "Common.NotFound": (_BAD_REQUEST, "{0}"),  # NoRoute: 400 "Bad request: 404 not found" (§1.1)
+    "Common.NotFound": (
+        _BAD_REQUEST,
+        "{0}",
+    ),  # NoRoute: 400 "Bad request: 404 not found" (ob/agent/lib/http/response.go)
     "Common.Unexpected": (_UNEXPECTED, "{0}"),
     "Common.BindJsonFailed": (_ILLEGAL_ARGUMENT, "{0}"),
     "Common.IllegalArgument": (_ILLEGAL_ARGUMENT, "{1}"),
@@ -146,7 +149,7 @@ LEGACY: dict[str, tuple[tuple[int, int, str | None], str]] = {
     "OB.Cluster.Scope.Invalid": (_ILLEGAL_ARGUMENT, "unknow scope type '{0}'"),
     "OB.Zone.NotExist": (_ILLEGAL_ARGUMENT, "zone '{0}' not exist"),
     "Agent.NotExist": (_ILLEGAL_ARGUMENT, "server '{0}' not exist"),
-    # 500 code 1010, naming only the identity (§3.2, §7 row "stop-param / identity error codes").
+    # 500 code 1010, naming only the identity (ob/agent/executor/ob/stop.go CheckStopObParam, README.md#obshell-releases-the-simulator-reproduces).
     "Agent.Identify.NotSupportOperation": (_KNOWN, "agent identity is '{1}'"),
     "OB.Cluster.ForceStopOrTerminateRequired": (
         _ILLEGAL_ARGUMENT,
@@ -162,7 +165,7 @@ LEGACY: dict[str, tuple[tuple[int, int, str | None], str]] = {
     ),
     "Task.NotFound": (_TASK_NOT_FOUND, "{0}"),
     "Task.GenericID.Invalid": (_ILLEGAL_ARGUMENT, "invalid id: {0}"),
-    # DAG operator refusals: 500 code 1010 "Known error: ..." (§4.3, executor/task/dag.go DagHandler).
+    # DAG operator refusals: 500 code 1010 "Known error: ..." (ob/agent/engine/task/task.go, executor/task/dag.go DagHandler).
     "Task.Dag.Operator.NotSupport": (_KNOWN, "invalid operator: {0}"),
     "Task.Dag.Operator.RetryNotFailedDag": (_KNOWN, "failed to set dag retry: dag state is not failed"),
     "Task.Dag.Operator.RollbackNotFailedDag": (_KNOWN, "failed to set dag rollback: dag state is not failed"),
@@ -180,7 +183,7 @@ class ApiError(Exception):
     """An error the simulated agent answers with. Build one with `api_error(errCode, *args)`.
 
     `status`, `code` and `message` are the current (≥ 4.3.1.0) form; `render(release)` gives the HTTP status and
-    the `error` object of any release, so no handler needs to know the version (§1.2, §7). `legacy` replaces the
+    the `error` object of any release, so no handler needs to know the version (ob/agent/errors/errorcode.go, README.md#obshell-releases-the-simulator-reproduces). `legacy` replaces the
     detail of the pre-4.3.1.0 message when the old text differed from the arguments (see LEGACY)."""
 
     def __init__(
@@ -212,14 +215,16 @@ class ApiError(Exception):
         if release.err_codes:
             code = self.code
             if self.err_code == DECRYPT_FAILED:
-                code = release.decrypt_failed_code  # 1 from 4.4.2.0, none before (§1.3)
+                code = (
+                    release.decrypt_failed_code
+                )  # 1 from 4.4.2.0, none before (ob/agent/api/common/middleware.go)
             body: dict[str, Any] = {}
             if code:
                 body["code"] = code  # Go omitempty: absent when 0
             body["errCode"] = self.err_code
             body["message"] = self.message
             return self.status, body
-        # Before 4.3.1.0: {code, message}, `code` always present, no errCode (§1.2).
+        # Before 4.3.1.0: {code, message}, `code` always present, no errCode (ob/agent/errors/errorcode.go).
         found = LEGACY.get(self.err_code)
         if found is None:  # outside the catalog (fault injection): the text as given, the code by status
             return self.status, {
