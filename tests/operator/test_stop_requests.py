@@ -122,7 +122,10 @@ def test_failed_dag_reports_the_failing_node_and_log(stack: Stack, cluster: int)
     assert "ERROR: [Sim.Kill.Failed]: kill -9 refused" in status["message"]
     assert status["dag"]["failedNode"] == "Wait for all agents to execute tasks successfully"
     assert {c["type"]: c["status"] for c in status["conditions"]}["Failed"] == "True"
-    assert "Failed" in [e["reason"] for e in stack.events("fails-at-node-4")]
+    # Kopf posts events in the background, after the status patch: the Failed event may come a moment later.
+    wait_until(
+        lambda: "Failed" in [e["reason"] for e in stack.events("fails-at-node-4")], 10, "a Failed event"
+    )
 
 
 def test_validation_error_from_obshell_fails_the_request(stack: Stack, cluster: int) -> None:
