@@ -10,8 +10,8 @@ import json
 import time
 
 import httpx
-from obshell_sim_helpers import PASSWORD, error_of, signed_header, stop_params
 
+from obshell_sim_helpers import PASSWORD, error_of, signed_header, stop_params
 from obstop.obshell import crypto
 from obstop.testing.obshell_sim import ObshellSimulator
 

@@ -16,8 +16,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from obshell_sim_helpers import PASSWORD, error_of, stop_params, wait_finished
 
+from obshell_sim_helpers import PASSWORD, error_of, stop_params, wait_finished
 from obstop.obshell import ObshellApiError, ObshellClient, crypto
 from obstop.testing.obshell_sim import ObshellSimulator, SimulatorConfig
 

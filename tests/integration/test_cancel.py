@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -20,6 +20,7 @@ from obstop.controller.status import RequestStatus
 from obstop.controller.stop import Controller, Request
 from obstop.testing.obshell_sim import ObshellSimulator, SimulatorConfig
 from obstop.testing.stack import stop_request
+from obstop.testing.waiting import until
 
 PASSWORD = "cancel-root-pw"
 log = logging.getLogger("test")
@@ -64,13 +65,6 @@ async def step(
         annotations or {},
     )
     return (await controller.step(req, log)).status.to_wire()
-
-
-async def until(condition: Callable[[], bool], timeout: float = 30) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not condition():
-        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.05)
 
 
 async def test_a_cancel_before_the_stop_was_sent_sends_nothing(

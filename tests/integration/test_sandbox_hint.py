@@ -13,8 +13,8 @@ import re
 
 import pytest
 import yaml
-from obshell_sim_helpers import PASSWORD, STAGE_SECONDS, stop_params, wait_finished
 
+from obshell_sim_helpers import PASSWORD, STAGE_SECONDS, stop_params, wait_finished
 from obstop.commands.sandbox import HINT_REQUEST, keep_hint
 from obstop.controller import agent_policy
 from obstop.controller.resource import parse_spec

@@ -6,8 +6,8 @@ from __future__ import annotations
 import re
 
 import pytest
-from obshell_sim_helpers import PASSWORD, V2_RELEASES, stop_params, wait_finished
 
+from obshell_sim_helpers import PASSWORD, V2_RELEASES, stop_params, wait_finished
 from obstop.obshell import DagOperator, DagState, ObshellApiError, ObshellClient, StopParams
 from obstop.testing.obshell_sim import ObshellSimulator
 from obstop.testing.waiting import until

@@ -399,4 +399,3 @@ class Stack:
                 f"{name}: condition not met in {timeout}s; last status {status}\ncontroller log tail:\n{tail}"
             ) from None
         return status
-
