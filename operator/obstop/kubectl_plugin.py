@@ -21,10 +21,10 @@ from obstop.commands.display import agents_table, status_line
 from obstop.controller.resource import (
     CANCEL_ANNOTATION,
     GROUP,
-    KIND,
     PLURAL,
     VERSION,
     InvalidSpec,
+    manifest,
     parse_spec,
 )
 
@@ -81,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def manifest(args: argparse.Namespace) -> dict[str, Any]:
+def from_flags(args: argparse.Namespace) -> dict[str, Any]:
     """The ObStopRequest the flags describe, checked as the controller checks a spec (a clear error, not a 422)."""
     spec: dict[str, Any] = {
         "obshell": {"address": args.address, "passwordSecretRef": {"name": args.secret, "key": args.key}},
@@ -100,7 +100,7 @@ def manifest(args: argparse.Namespace) -> dict[str, Any]:
         parse_spec(spec)
     except InvalidSpec as exc:
         raise PluginError(str(exc)) from None
-    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": KIND, "metadata": {"name": args.name}, "spec": spec}
+    return manifest(args.name, spec)
 
 
 class Requests:
@@ -178,11 +178,11 @@ def watch(requests: Requests, name: str, timeout: float) -> int:
 
 def run(args: argparse.Namespace) -> int:
     if args.command == "create" and args.print:
-        print(json.dumps(manifest(args), indent=2))
+        print(json.dumps(from_flags(args), indent=2))
         return 0
     requests = Requests(args)
     if args.command == "create":
-        created = requests.create(manifest(args))
+        created = requests.create(from_flags(args))
         print(f"obstoprequest.{GROUP}/{created['metadata']['name']} created in {requests.namespace}")
         return watch(requests, args.name, args.timeout) if args.wait else 0
     if args.command == "watch":

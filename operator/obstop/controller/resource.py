@@ -6,8 +6,9 @@ request that slipped past admission (an API server without CEL, a CRD applied la
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import (
     AwareDatetime,
@@ -138,6 +139,16 @@ class ObStopRequestSpec(_Spec):
     @property
     def mode(self) -> str:
         return "force" if self.force else "terminate" if self.terminate else "immediate"
+
+
+def manifest(name: str, spec: Mapping[str, Any], **metadata: Any) -> dict[str, Any]:
+    """The ObStopRequest object around `spec` exactly as given; `metadata` adds fields (namespace, ...)."""
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": KIND,
+        "metadata": {"name": name, **metadata},
+        "spec": dict(spec),
+    }
 
 
 class InvalidSpec(ValueError):

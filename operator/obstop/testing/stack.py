@@ -24,17 +24,20 @@ from typing import Any, ClassVar, Protocol
 
 import yaml
 
-from obstop.commands.display import status_line as status_line  # users' tests print with it
+from obstop.commands.display import status_line as status_line
+from obstop.controller.resource import GROUP as GROUP
+from obstop.controller.resource import PLURAL as PLURAL
+from obstop.controller.resource import VERSION as VERSION
+from obstop.controller.resource import manifest as manifest  # the product's own builder
 from obstop.testing.apiproxy import FaultProxy
 from obstop.testing.controlplane import ADMIN_USER, ControlPlane, die_with_parent, stop_process
 from obstop.testing.obshell_sim import NEWEST, SimulatorConfig, SimulatorThread
 from obstop.testing.waiting import wait_until
 
-GROUP, VERSION, PLURAL = "obshell.oceanbase.com", "v1alpha1", "obstoprequests"
 SECRET_NAME, SECRET_KEY = "obshell-root", "password"
-TERMINAL = ("Succeeded", "Failed")
-# Where a Secret's values may go (a contract, read by obstop.controller.agent_policy; testing/ never imports the
-# controller).
+TERMINAL = ("Succeeded", "Failed", "Cancelled")
+# Where a Secret's values may go (a contract, read by obstop.controller.agent_policy; of the controller, testing/
+# imports only the resource's coordinates and its manifest builder).
 ALLOWED_AGENTS = "obshell.oceanbase.com/allowed-agents"
 
 
@@ -84,16 +87,6 @@ def minimal_request(name: str, **spec: Any) -> dict[str, Any]:
         "scope": {"type": "ZONE", "target": ["zone1"]},
     }
     return manifest(name, {**required, **spec})
-
-
-def manifest(name: str, spec: Mapping[str, Any], **metadata: Any) -> dict[str, Any]:
-    """The ObStopRequest object around `spec` exactly as given; `metadata` adds fields (namespace, ...)."""
-    return {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "ObStopRequest",
-        "metadata": {"name": name, **metadata},
-        "spec": dict(spec),
-    }
 
 
 class StackObserver(Protocol):
