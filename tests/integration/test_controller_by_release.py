@@ -484,8 +484,8 @@ async def test_a_failed_lookup_is_retried_not_taken_for_a_missing_dag(controller
 
 async def test_a_stop_interrupted_by_an_agent_restart_names_the_lock_to_pass(controller: Controller) -> None:
     """The receiving agent restarts while node 2 runs: the main DAG fails, its sub-DAGs keep the agents locked.
-    The next stop fails at node 2 (naming only the agents); the holder is in node 1's sub-task logs, and the
-    status says which id to put in forcePassDag."""
+    The next stop is refused by its pre-check before any POST (obshell would accept it and fail it at node 2,
+    naming only the agents): the status names the holder and the id to put in forcePassDag; with it, it runs."""
     sim = await simulator("4.5.0.0", stage_seconds=1.0)
     try:
         agent = sim.clusters[0].agents[0]
@@ -498,11 +498,34 @@ async def test_a_stop_interrupted_by_an_agent_restart_names_the_lock_to_pass(con
         status = (await step(controller, request("first", agent.url, status, force=True))).status
         assert status["phase"] == "Failed" and "interrupted" in status["message"], status
 
+        posts = len(sim.stops)
         status = (await step(controller, request("second", agent.url, {}, force=True))).status
-        status = (await step(controller, request("second", agent.url, status, force=True))).status
-        await until(lambda: sim.dag(status["dag"]["id"]).terminal)
-        status = (await step(controller, request("second", agent.url, status, force=True))).status
-        assert status["reason"] == "Task.SubDag.NotAllCreated", status
+        assert status["phase"] == "Failed" and status["reason"] == "LocksHeld", status
         assert f'forcePassDag: ["{first}"]' in status["message"], status["message"]
+        assert "submission" not in status and len(sim.stops) == posts  # nothing was sent
+        holders = status["precheck"]["lockHolders"]
+        assert {h["agent"] for h in holders} == {a.address for a in sim.clusters[0].agents}, holders
+        assert {h["mainDagId"] for h in holders} == {first} and not any(h["forcePassed"] for h in holders)
+        assert all(h["owner"] == agent.address and h["mainDagName"] == "Stop OB" for h in holders), holders
+        validated = next(c for c in status["conditions"] if c["type"] == "Validated")
+        assert validated["status"] == "False" and validated["reason"] == "LocksHeld", validated
+
+        third = request("third", agent.url, {}, force=True)
+        third = Request(
+            third.namespace, third.name, third.uid, 1, {**third.spec, "forcePassDag": [first]}, third.status
+        )
+        status = (await step(controller, third)).status
+        assert "submission" in status, status
+        assert any("already in spec.forcePassDag" in w for w in status["precheck"]["warnings"]), status
+        third = Request(
+            third.namespace, third.name, third.uid, 1, third.spec, RequestStatus.from_wire(status)
+        )
+        status = (await step(controller, third)).status
+        await until(lambda: sim.dag(status["dag"]["id"]).terminal)
+        third = Request(
+            third.namespace, third.name, third.uid, 1, third.spec, RequestStatus.from_wire(status)
+        )
+        status = (await step(controller, third)).status
+        assert status["phase"] == "Succeeded", status
     finally:
         await sim.stop()

@@ -76,6 +76,7 @@ def test_printer_columns(crd: dict[str, Any]) -> None:
         ("Targets", ".spec.scope.target"),
         ("Force", ".spec.force"),
         ("Phase", ".status.phase"),
+        ("Approved-By", ".status.approval.approvedBy"),
         ("Stage", ".status.progress"),
         ("DAG", ".status.dag.id"),
         ("Age", ".metadata.creationTimestamp"),
@@ -100,6 +101,8 @@ def test_field_names_are_the_contract(schema: dict[str, Any]) -> None:
         "spec.forcePassDag",
         "spec.activeDeadlineSeconds",
         "spec.deadlineAction",
+        "spec.dryRun",
+        "spec.approval",
         "status.phase",
         "status.observedGeneration",
         "status.startTime",
@@ -110,6 +113,10 @@ def test_field_names_are_the_contract(schema: dict[str, Any]) -> None:
         "status.attempts",
         "status.lastError",
         "status.nextCheckTime",
+        "status.precheck.checkedAt",
+        "status.precheck.lockHolders[].mainDagId",
+        "status.approval.approvedBy",
+        "status.approval.approvedAt",
         "status.submission.agent",
         "status.submission.requestedAt",
         "status.dag.id",
@@ -139,12 +146,16 @@ def test_field_names_are_the_contract(schema: dict[str, Any]) -> None:
     assert spec["properties"]["scope"]["properties"]["type"]["enum"] == ["GLOBAL", "ZONE", "SERVER"]
     assert schema["properties"]["status"]["properties"]["phase"]["enum"] == [
         "Pending",
+        "AwaitingApproval",
         "Submitted",
         "Running",
         "Succeeded",
         "Failed",
         "Cancelled",
+        "Validated",
     ]
+    assert spec["properties"]["approval"]["enum"] == ["Automatic", "Manual"]
+    assert spec["properties"]["approval"]["default"] == "Automatic"
     conditions = schema["properties"]["status"]["properties"]["conditions"]
     assert conditions["x-kubernetes-list-type"] == "map"
     assert conditions["x-kubernetes-list-map-keys"] == ["type"]

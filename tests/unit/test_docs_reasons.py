@@ -108,6 +108,8 @@ def test_each_reason_is_in_the_phase_the_code_leaves_it_in() -> None:
         Reason.RUNNING,
         Reason.SUCCEEDED,
         Reason.FORCE_STOP_REQUIRED,
+        Reason.VALIDATED,
+        Reason.AWAITING_APPROVAL,
     }
 
 

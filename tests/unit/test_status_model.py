@@ -9,7 +9,16 @@ import yaml
 from pydantic import BaseModel
 
 from obstop.controller.resource import Phase
-from obstop.controller.status import Condition, ConditionType, DagStatus, RequestStatus, Submission
+from obstop.controller.status import (
+    Approval,
+    Condition,
+    ConditionType,
+    DagStatus,
+    LockHolder,
+    Precheck,
+    RequestStatus,
+    Submission,
+)
 
 CRD = Path(__file__).resolve().parents[2] / "deploy" / "crds" / "obshell.oceanbase.com_obstoprequests.yaml"
 
@@ -31,6 +40,11 @@ def test_every_status_field_of_the_crd_is_in_the_model_and_back() -> None:
     assert wire_names(Submission) == set(schema["submission"]["properties"])
     assert wire_names(DagStatus) == set(schema["dag"]["properties"])
     assert wire_names(Condition) == set(schema["conditions"]["items"]["properties"])
+    assert wire_names(Precheck) == set(schema["precheck"]["properties"])
+    assert wire_names(LockHolder) == set(
+        schema["precheck"]["properties"]["lockHolders"]["items"]["properties"]
+    )
+    assert wire_names(Approval) == set(schema["approval"]["properties"])
 
 
 def test_the_phases_are_the_crds() -> None:

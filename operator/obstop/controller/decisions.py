@@ -281,7 +281,7 @@ def _finish(status: RequestStatus, phase: Phase, reason: str, message: str, at: 
     status.reason, status.message = reason, message
     status.observed_generation = at.generation
     status.clear_fault()
-    ok = phase is Phase.SUCCEEDED
+    ok = phase in (Phase.SUCCEEDED, Phase.VALIDATED)
     failed = phase is Phase.FAILED
     stalled = failed or reason == Reason.DEADLINE_CANCELLED
     for kind, value in (
@@ -298,3 +298,8 @@ def _progressing(status: RequestStatus, at: At, reason: str, message: str) -> No
     status.observed_generation = at.generation
     status.set_condition(ConditionType.READY, False, reason, message, at.generation, at.now)
     status.set_condition(ConditionType.RECONCILING, True, reason, message, at.generation, at.now)
+
+
+# For the pre-check's transitions (precheck.py): the same condition bookkeeping.
+finish = _finish
+progressing = _progressing

@@ -17,12 +17,13 @@ import kopf
 from kubernetes.client import CustomObjectsApi
 
 from obstop.controller import decisions
+from obstop.controller.approvals import ApprovalReader
 from obstop.controller.decisions import Decision
 from obstop.controller.metrics import Metrics, serve
 from obstop.controller.resource import GROUP, PLURAL, VERSION
 from obstop.controller.secrets import SecretReader, kubernetes_client
 from obstop.controller.settings import Settings
-from obstop.controller.status import RequestStatus
+from obstop.controller.status import RequestStatus, parse_time
 from obstop.controller.stop import Controller, Request
 from obstop.controller.waker import annotation_toucher, wake_overdue
 
@@ -75,7 +76,9 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     configure_kopf(settings, ours)
     metrics = Metrics()
     api_client = kubernetes_client()
-    controller = Controller(ours, SecretReader.from_client(api_client), metrics)
+    controller = Controller(
+        ours, SecretReader.from_client(api_client), metrics, ApprovalReader.from_client(api_client)
+    )
     memo["controller"] = controller
     if ours.health_port:
         memo["health"] = await serve(metrics, ours.health_port)
@@ -192,6 +195,7 @@ async def follow_request(
         spec=dict(spec),
         status=RequestStatus.from_wire(_plain(status)),
         annotations=dict(meta.annotations or {}),
+        created=parse_time(meta.get("creationTimestamp")),
     )
     decision = await controller.step(request, logger)
     _write_status(patch, _plain(status), decision)

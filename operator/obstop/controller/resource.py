@@ -32,20 +32,27 @@ KIND = "ObStopRequest"
 
 class Phase(StrEnum):
     PENDING = "Pending"
+    AWAITING_APPROVAL = "AwaitingApproval"  # spec.approval Manual: pre-checked, waiting for an ObStopApproval
     SUBMITTED = "Submitted"
     RUNNING = "Running"
     SUCCEEDED = "Succeeded"
     FAILED = "Failed"
     CANCELLED = "Cancelled"
+    VALIDATED = "Validated"  # spec.dryRun: the pre-check passed; nothing was stopped
 
     @property
     def terminal(self) -> bool:
-        return self in (Phase.SUCCEEDED, Phase.FAILED, Phase.CANCELLED)
+        return self in (Phase.SUCCEEDED, Phase.FAILED, Phase.CANCELLED, Phase.VALIDATED)
 
 
 class DeadlineAction(StrEnum):
     REPORT = "Report"  # Failed, DeadlineExceeded; the DAG is left to run
     CANCEL = "Cancel"  # the DAG is cancelled; Cancelled, DeadlineCancelled
+
+
+class ApprovalMode(StrEnum):
+    AUTOMATIC = "Automatic"  # the stop follows its pre-check
+    MANUAL = "Manual"  # the stop waits in AwaitingApproval for an ObStopApproval naming the request
 
 
 # Set to "true" on a request, it asks the controller to cancel the stop (docs/runbook.md). An annotation, not a
@@ -98,6 +105,9 @@ class ObStopRequestSpec(_Spec):
         None, alias="activeDeadlineSeconds"
     )
     deadline_action: DeadlineAction = Field(DeadlineAction.REPORT, alias="deadlineAction")
+    # Run the pre-check, report it, stop nothing (phase Validated or Failed).
+    dry_run: bool = Field(False, alias="dryRun")
+    approval: ApprovalMode = ApprovalMode.AUTOMATIC
     # After this moment the request refuses to begin (a request re-created from Git or a backup long after its
     # stop: docs/gitops.md); one already begun is followed to its end.
     not_after: AwareDatetime | None = Field(None, alias="notAfter")
@@ -124,6 +134,8 @@ class ObStopRequestSpec(_Spec):
             raise ValueError("a GLOBAL stop needs force or terminate")
         if self.force and self.terminate:
             raise ValueError("force and terminate cannot both be set")
+        if self.dry_run and self.approval is ApprovalMode.MANUAL:
+            raise ValueError("a dryRun stops nothing, so it takes no approval: remove approval or dryRun")
         for dag_id in self.force_pass_dag:
             decode_generic_id(dag_id)
         return self

@@ -47,6 +47,11 @@ class Settings:
     # Agents may only be reached in these networks or DNS suffixes (e.g. 10.0.0.0/8, *.svc.cluster.local), as
     # well as where each Secret's allowed-agents annotation lets its password go; empty = what Secrets allow.
     allowed_agent_networks: tuple[str, ...] = ()
+    # A spec.approval Manual request looks for its ObStopApproval this often (seconds) while it waits.
+    approval_poll_seconds: float = 5.0
+    # An approval given when the pre-check is older than this (seconds) re-checks first; a re-check that sees
+    # another cluster asks for a new approval.
+    precheck_max_age_seconds: float = 300.0
     # Kopf's progress annotations and our events use this prefix.
     annotation_prefix: str = "obstop.oceanbase.com"
     extra: Mapping[str, Any] = field(default_factory=dict)
@@ -64,6 +69,8 @@ class Settings:
             "obshell_timeout_seconds",
             "retry_initial_seconds",
             "stall_seconds",
+            "approval_poll_seconds",
+            "precheck_max_age_seconds",
         ):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"OBSTOP_{name.upper()} must be positive")

@@ -48,6 +48,21 @@ class Reason(StrEnum):
     )
     CANCEL_NOT_ALLOWED = "Task.Dag.Operator.CancelNotAllowed"  # obshell's own code: the cancel is retried
     DAG_FAILED = "DagFailed"  # the DAG failed and its log line carries no errCode: Failed
+    # The pre-check (before anything is sent; obshell's own errCodes of its zone stop check pass through too)
+    VALIDATED = (
+        "Validated"  # the pre-check passed (the Validated condition); spec.dryRun: the end, nothing sent
+    )
+    AWAITING_APPROVAL = "AwaitingApproval"  # spec.approval Manual: pre-checked, waiting for an ObStopApproval
+    TARGET_NOT_FOUND = (
+        "TargetNotFound"  # a zone or server of scope.target is not in the agent's cluster: Failed
+    )
+    AGENTS_UNREACHABLE = (
+        "AgentsUnreachable"  # an agent of the cluster does not answer the receiving one: Failed
+    )
+    LOCKS_HELD = "LocksHeld"  # an earlier start/stop DAG holds agents' locks; forcePassDag names it: Failed
+    AGENT_UNDER_MAINTENANCE = "AgentUnderMaintenance"  # a lock no forcePassDag can pass (an upgrade): Failed
+    CONCURRENT_OPERATION = "ConcurrentOperation"  # another start/stop DAG is running on the agents: Failed
+    APPROVALS_UNAVAILABLE = "ApprovalsUnavailable"  # ObStopApprovals cannot be listed now: retried
 
 
 # What a reason does to a request: it ends it Failed, or the step is retried with back-off (the phase kept).
@@ -65,13 +80,25 @@ FAILS = frozenset(
         Reason.NOT_A_CLUSTER_AGENT,
         Reason.CANCELLED,
         Reason.DAG_FAILED,
+        Reason.TARGET_NOT_FOUND,
+        Reason.AGENTS_UNREACHABLE,
+        Reason.LOCKS_HELD,
+        Reason.AGENT_UNDER_MAINTENANCE,
+        Reason.CONCURRENT_OPERATION,
     }
 )
 RETRIED = frozenset(
-    {Reason.WAITING_FOR_SECRET, Reason.DAG_LOOKUP_FAILED, Reason.AGENT_CHANGED, Reason.CANCEL_NOT_ALLOWED}
+    {
+        Reason.WAITING_FOR_SECRET,
+        Reason.DAG_LOOKUP_FAILED,
+        Reason.AGENT_CHANGED,
+        Reason.CANCEL_NOT_ALLOWED,
+        Reason.APPROVALS_UNAVAILABLE,
+    }
 )
 CANCELS = frozenset({Reason.CANCELLED_ON_REQUEST, Reason.DEADLINE_CANCELLED})  # phase Cancelled
-# None of these: Running and Succeeded; ForceStopRequired is retried while the observer boots, else fails.
+# None of these: Running, Succeeded, Validated and AwaitingApproval; ForceStopRequired is retried while the
+# observer boots, else fails.
 
 
 class ConditionType(StrEnum):
@@ -82,6 +109,9 @@ class ConditionType(StrEnum):
     STALLED = "Stalled"  # True when it ended without success
     COMPLETE = "Complete"  # True once succeeded (kubectl wait --for=condition=Complete)
     FAILED = "Failed"  # True once failed (kubectl wait --for=condition=Failed)
+    VALIDATED = (
+        "Validated"  # the pre-check's result: True (passed, with its notes) or False (what it refused)
+    )
 
 
 class ProgressReason(StrEnum):
@@ -102,6 +132,9 @@ class EventReason(StrEnum):
     AGENT_CHANGED = "AgentChanged"
     CANCELLING = "Cancelling"
     CANCELLED = "Cancelled"
+    VALIDATED = "Validated"
+    AWAITING_APPROVAL = "AwaitingApproval"
+    APPROVED = "Approved"
 
 
 def rfc3339(moment: datetime) -> str:
@@ -187,6 +220,44 @@ class DagStatus(_Wire):
     failed_node: str = Field("", alias="failedNode")
 
 
+class LockHolder(_Wire):
+    """An unfinished maintenance DAG holding an agent's lock, as the pre-check found it."""
+
+    agent: str  # ip:port of the agent whose lock is held
+    dag_id: str = Field(alias="dagId")  # the holding DAG (a start/stop sub-DAG, or e.g. an upgrade)
+    name: str = ""
+    state: str = ""
+    main_dag_id: str = Field("", alias="mainDagId")  # what forcePassDag must name; empty: cannot be passed
+    main_dag_name: str = Field("", alias="mainDagName")
+    main_dag_state: str = Field("", alias="mainDagState")
+    owner: str = ""  # ip:port of the agent the main DAG lives on
+    force_passed: bool = Field(False, alias="forcePassed")  # main_dag_id is in spec.forcePassDag
+
+
+class Precheck(_Wire):
+    """What the agent said before anything was sent (the Validated condition carries the verdict)."""
+
+    checked_at: OurTime = Field(alias="checkedAt")
+    receiver: str | None = None  # ip:port of the agent asked
+    obshell_version: str | None = Field(None, alias="obshellVersion")
+    cluster: str = ""  # the cluster's state, one line
+    digest: str = ""  # of the view the verdict rests on: a re-check that differs asks for a new approval
+    warnings: list[str] = Field(default_factory=list)
+    skipped: list[str] = Field(default_factory=list)  # checks this agent cannot answer (older obshell)
+    lock_holders: list[LockHolder] = Field(default_factory=list, alias="lockHolders")
+
+
+class Approval(_Wire):
+    """Who approved a spec.approval Manual request, and when (from the ObStopApproval)."""
+
+    name: str | None = None  # the ObStopApproval
+    uid: str | None = None
+    approved_by: str | None = Field(None, alias="approvedBy")
+    approved_at: OurTime | None = Field(None, alias="approvedAt")
+    # ObStopApprovals given for an earlier pre-check whose view changed before they were acted on
+    superseded: list[str] = Field(default_factory=list)
+
+
 class RequestStatus(_Wire):
     phase: Phase | None = None
     observed_generation: int | None = Field(None, alias="observedGeneration")
@@ -199,6 +270,8 @@ class RequestStatus(_Wire):
     consecutive_errors: int | None = Field(None, alias="consecutiveErrors")
     last_error: str | None = Field(None, alias="lastError")
     next_check_time: OurTime | None = Field(None, alias="nextCheckTime")
+    precheck: Precheck | None = None
+    approval: Approval | None = None
     submission: Submission | None = None
     cancellation: Cancellation | None = None
     dag: DagStatus | None = None

@@ -16,13 +16,16 @@ from typing import Any
 
 from obstop.controller import answers, cancel, decisions, pacing
 from obstop.controller.agents import Agents, SecretNotReleased
+from obstop.controller.approvals import ApprovalObject, ApprovalReader
 from obstop.controller.decisions import At, Decision, Event, Step
 from obstop.controller.metrics import Metrics
+from obstop.controller.prestop import Passed, PreStop
 from obstop.controller.resource import (
     CANCEL_ANNOTATION,
     DeadlineAction,
     InvalidSpec,
     ObStopRequestSpec,
+    Phase,
     parse_spec,
 )
 from obstop.controller.runtime import RequestRuntime, Runtimes
@@ -45,6 +48,7 @@ class Request:
     spec: Mapping[str, Any]
     status: RequestStatus
     annotations: Mapping[str, str] = field(default_factory=dict)
+    created: datetime | None = None  # metadata.creationTimestamp: approvals older than the request do not count
 
     @property
     def cancel_asked(self) -> bool:
@@ -54,10 +58,17 @@ class Request:
 class Controller:
     """The running controller: its settings, the agents' clients, and what it keeps about each request."""
 
-    def __init__(self, settings: Settings, secrets: SecretReader, metrics: Metrics | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        secrets: SecretReader,
+        metrics: Metrics | None = None,
+        approvals: ApprovalReader | None = None,
+    ) -> None:
         self.settings = settings
         self.metrics = metrics or Metrics()
         self.agents = Agents(settings, secrets)
+        self.prestop = PreStop(settings, self.metrics, approvals)
         self.runtimes = Runtimes()
         self.node_times = pacing.NodeTimes()
 
@@ -119,6 +130,13 @@ class Controller:
             step is Step.RECORD or (step is Step.SUBMIT and not runtime.may_have_landed)
         ):
             return cancel.before_anything_was_sent(status, cancel_by, at)
+        approval: ApprovalObject | None = None
+        if step is Step.RECORD and status.phase is Phase.AWAITING_APPROVAL:
+            # Waiting is the API server's business only: the agent is asked again once someone approved.
+            waited = await self.prestop.wait(req.namespace, req.name, req.uid, req.created, status, at)
+            if isinstance(waited, Decision):
+                return waited
+            approval = waited
         try:
             client = await self.agents.client(req.namespace, spec)
         except SecretUnavailable as exc:
@@ -129,7 +147,7 @@ class Controller:
             if cancel_by is not None:
                 return await cancel.step(self, req, runtime, spec, client, at, cancel_by, logger)
             if step is Step.RECORD:
-                return await self._record(req, runtime, client, at)
+                return await self._record(req, runtime, spec, client, at, approval)
             if step is Step.SUBMIT:
                 return await self._submit(req, runtime, spec, client, at, logger)
             return await self._poll(req, runtime, client, at, logger)
@@ -137,8 +155,17 @@ class Controller:
     # ----------------------------------------------------------------------------------------------
     # Record: before anything is POSTed
 
-    async def _record(self, req: Request, runtime: RequestRuntime, client: ObshellClient, at: At) -> Decision:
-        """Ask the agent who it is and for its clock, then persist the submission."""
+    async def _record(
+        self,
+        req: Request,
+        runtime: RequestRuntime,
+        spec: ObStopRequestSpec,
+        client: ObshellClient,
+        at: At,
+        approval: ApprovalObject | None,
+    ) -> Decision:
+        """Ask the agent who it is and for its clock, pre-check the stop (and pass the approval gate), then
+        persist the submission."""
         try:
             with self.metrics.call("info"):
                 info = await client.info()
@@ -147,6 +174,9 @@ class Controller:
         refusal = answers.unsupported_agent(info.version, info.supported_auth, info.identity)
         if refusal is not None:  # before any signed call: nothing was sent, the password included
             return decisions.failed(req.status, *refusal, at)
+        gate = await self.prestop.check(req.status, spec, client, info, at, approval)
+        if not isinstance(gate, Passed):
+            return gate
         runtime.may_have_landed = False
         submission = Submission(
             agent=client.endpoint.base_url,
@@ -155,7 +185,8 @@ class Controller:
             receiver=_address(info.ip, info.port),
             obshell_version=info.version or None,
         )
-        return decisions.record_submission(req.status, submission, at)
+        decision = decisions.record_submission(gate.status, submission, at)
+        return Decision(decision.status, decision.next_step_in, (*gate.events, *decision.events))
 
     # ----------------------------------------------------------------------------------------------
     # Submit: find the DAG of a stop that may have landed, else POST

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import re
 import secrets
 import ssl
 import time
@@ -34,6 +35,7 @@ from obstop.obshell.models import (
     AgentStatus,
     DagDetail,
     DagOperator,
+    ObInfo,
     StopParams,
 )
 
@@ -44,7 +46,9 @@ DEFAULT_LIFETIME: Final = 60  # seconds a signed header stays valid, as the offi
 DEFAULT_TIMEOUT: Final = httpx.Timeout(10.0, connect=5.0)
 MAX_RESPONSE_BYTES: Final = 8 * 1024 * 1024
 
-_M = TypeVar("_M", AgentInfo, AgentStatus, DagDetail)
+_M = TypeVar("_M", AgentInfo, AgentStatus, DagDetail, ObInfo)
+# A zone name as it may go into a path (the CRD allows no other).
+_ZONE_RE: Final = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 
 
 class KeyCache:
@@ -172,6 +176,35 @@ class ObshellClient:
 
     async def cancel_dag(self, generic_id: str) -> None:
         await self.operate_dag(generic_id, DagOperator.CANCEL)
+
+    # Before a stop: what the agent knows of its cluster (fact sheet §3.5, §5)
+
+    async def ob_info(self) -> ObInfo:
+        """GET /api/v1/ob/info: the agents (zones included) from the agent's own table, and the observers'
+        topology from OB (empty while OB is down)."""
+        return _parse(ObInfo, await self._call("GET", "/api/v1/ob/info"), "cluster info")
+
+    async def agents_status(self) -> dict[str, AgentStatus]:
+        """GET /api/v1/agents/status: `ip:port` -> status of every agent this one can reach."""
+        data = await self._call("GET", "/api/v1/agents/status")
+        if not isinstance(data, dict):
+            raise ObshellProtocolError("agents status: expected an object")
+        return {str(address): _parse(AgentStatus, item, "agent status") for address, item in data.items()}
+
+    async def maintain_agents(self) -> list[DagDetail]:
+        """GET /api/v1/task/dag/maintain/agents: the last maintenance DAG of every agent (one each, so with
+        details: a start/stop sub-DAG names its main DAG in `additional_data.main_dag_id`)."""
+        return _parse_list(await self._call("GET", "/api/v1/task/dag/maintain/agents?show_details=true"))
+
+    async def zone_stop_check(self, zone: str, *, freeze_server: bool, force_pass_dag: list[str]) -> None:
+        """POST /api/v1/ob/zone/{zone}/stop/check (obshell 4.4.1.0+): 200 with no data, or the first failing
+        check as an ObshellApiError. Changes nothing on the agent."""
+        if not _ZONE_RE.match(zone):
+            raise ValueError(f"not a zone name: {zone!r}")
+        for dag_id in force_pass_dag:
+            _check_id(dag_id)
+        body = {"freeze_server": freeze_server, "forcePassDag": {"id": list(force_pass_dag)}}
+        await self._call("POST", f"/api/v1/ob/zone/{zone}/stop/check", body=body)
 
     # ----------------------------------------------------------------------------------------------
     # Transport

@@ -160,6 +160,61 @@ class AgentInfo(_Wire):
     security: bool = False
 
 
+class ObAgent(_Wire):
+    """One agent of the cluster in GET /api/v1/ob/info `agent_info` (its sqlite agent table: present with OB down)."""
+
+    ip: str
+    port: int
+    zone: str = ""
+    identity: str = ""
+    version: str = ""
+
+    @property
+    def address(self) -> str:
+        return f"[{self.ip}]:{self.port}" if ":" in self.ip else f"{self.ip}:{self.port}"
+
+
+class ObServer(_Wire):
+    """One observer of `obcluster_info.topology` (read from OB: absent while OB is down)."""
+
+    svr_ip: str
+    svr_port: int = 0
+    sql_port: int = 0
+    agent_port: int = 0
+    with_rootserver: bool = False
+    status: str = ""  # ACTIVE, INACTIVE, or STOPPED once stop_time is set (ALTER SYSTEM STOP ...)
+    build_version: str = ""
+
+    @property
+    def agent_address(self) -> str:
+        ip = self.svr_ip
+        return f"[{ip}]:{self.agent_port}" if ":" in ip else f"{ip}:{self.agent_port}"
+
+
+class ObClusterInfo(_Wire):
+    id: int = 0
+    name: str = ""
+    version: str = ""
+    topology: dict[str, list[ObServer]] | None = None  # zone -> observers; empty with OB down
+    is_shared_storage: bool = False
+
+
+class ObInfo(_Wire):
+    """GET /api/v1/ob/info (fact sheet §5)."""
+
+    agent_info: list[ObAgent] = Field(default_factory=list)
+    obcluster_info: ObClusterInfo | None = None
+
+    @property
+    def zones(self) -> list[str]:
+        return list(dict.fromkeys(agent.zone for agent in self.agent_info if agent.zone))
+
+    @property
+    def topology(self) -> dict[str, list[ObServer]]:
+        info = self.obcluster_info
+        return dict(info.topology or {}) if info is not None else {}
+
+
 class AgentIdentity(_Wire):
     ip: str
     port: int

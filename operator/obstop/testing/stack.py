@@ -34,8 +34,9 @@ from obstop.testing.controlplane import ADMIN_USER, ControlPlane, die_with_paren
 from obstop.testing.obshell_sim import NEWEST, SimulatorConfig, SimulatorThread
 from obstop.testing.waiting import wait_until
 
+APPROVALS = "obstopapprovals"
 SECRET_NAME, SECRET_KEY = "obshell-root", "password"
-TERMINAL = ("Succeeded", "Failed", "Cancelled")
+TERMINAL = ("Succeeded", "Failed", "Cancelled", "Validated")
 # Where a Secret's values may go (a contract, read by obstop.controller.agent_policy; of the controller, testing/
 # imports only the resource's coordinates and its manifest builder).
 ALLOWED_AGENTS = "obshell.oceanbase.com/allowed-agents"
@@ -53,6 +54,29 @@ def crd_path() -> Path:
     return found[0]
 
 
+def approval_crd_path() -> Path:
+    """The ObStopApproval CRD, beside the ObStopRequest's."""
+    return crd_path().parent / "obshell.oceanbase.com_obstopapprovals.yaml"
+
+
+def approval_policy_path() -> Path:
+    """The admission policy that makes an ObStopApproval name its creator (deploy/policies/, linked here)."""
+    return Path(__file__).resolve().parent / "policies" / "obstopapprovals-approver.yaml"
+
+
+def approval(name: str, request_name: str, approved_by: str, *, request_uid: str = "") -> dict[str, Any]:
+    """An ObStopApproval manifest."""
+    spec: dict[str, Any] = {"requestName": request_name, "approvedBy": approved_by}
+    if request_uid:
+        spec["requestUID"] = request_uid
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "ObStopApproval",
+        "metadata": {"name": name},
+        "spec": spec,
+    }
+
+
 def stop_request(
     name: str,
     address: str,
@@ -65,6 +89,8 @@ def stop_request(
     deadline: int | None = None,
     secret: str = SECRET_NAME,
     key: str = SECRET_KEY,
+    dry_run: bool = False,
+    approval: str | None = None,
 ) -> dict[str, Any]:
     """An ObStopRequest manifest with every spec field written out (the CRD's defaults too)."""
     spec: dict[str, Any] = {
@@ -76,6 +102,10 @@ def stop_request(
     }
     if deadline is not None:
         spec["activeDeadlineSeconds"] = deadline
+    if dry_run:
+        spec["dryRun"] = True
+    if approval is not None:
+        spec["approval"] = approval
     return manifest(name, spec)
 
 
@@ -220,6 +250,7 @@ class Stack:
             "OBSTOP_LOOKUP_GRACE_SECONDS": "0.5",
             "OBSTOP_STALL_SECONDS": "3",
             "OBSTOP_OBSHELL_TIMEOUT_SECONDS": "3",
+            "OBSTOP_APPROVAL_POLL_SECONDS": "0.3",
             **self.controller_env,
             **(env or {}),
         }
@@ -266,23 +297,24 @@ class Stack:
     def install_crd(self) -> None:
         from kubernetes import client
 
-        crd = yaml.safe_load(crd_path().read_text())
-        api = client.ApiextensionsV1Api(self.k8s)
-        try:
-            api.create_custom_resource_definition(crd)
-        except client.exceptions.ApiException as exc:
-            if exc.status != 409:
-                raise
-            current = api.read_custom_resource_definition(crd["metadata"]["name"])
-            crd["metadata"]["resourceVersion"] = (
-                current.metadata.resource_version if current.metadata else None
-            )
-            api.replace_custom_resource_definition(crd["metadata"]["name"], crd)
+        for path in (crd_path(), approval_crd_path()):
+            crd = yaml.safe_load(path.read_text())
+            try:
+                api.create_custom_resource_definition(crd)
+            except client.exceptions.ApiException as exc:
+                if exc.status != 409:
+                    raise
+                current = api.read_custom_resource_definition(crd["metadata"]["name"])
+                crd["metadata"]["resourceVersion"] = (
+                    current.metadata.resource_version if current.metadata else None
+                )
+                api.replace_custom_resource_definition(crd["metadata"]["name"], crd)
         refusals: list[client.exceptions.ApiException] = []
 
         def served() -> bool:  # a real server takes a moment before it serves a new CRD
             try:
                 self.custom.list_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL)
+                self.custom.list_namespaced_custom_object(GROUP, VERSION, self.namespace, APPROVALS)
             except client.exceptions.ApiException as exc:
                 refusals.append(exc)
                 return False
@@ -292,6 +324,24 @@ class Stack:
             wait_until(served, 10, "the API server serves the new CRD", interval=0.05)
         except TimeoutError:
             raise refusals[-1] from None
+
+    def install_approval_policy(self) -> None:
+        """The ValidatingAdmissionPolicy of deploy/policies/ and its binding. Cluster-scoped: not installed by
+        default (a chart installed later into the same API server makes its own, named after its release)."""
+        from kubernetes import client
+
+        api = client.AdmissionregistrationV1Api(self.k8s)
+        for doc in yaml.safe_load_all(approval_policy_path().read_text()):
+            create = (
+                api.create_validating_admission_policy
+                if doc["kind"] == "ValidatingAdmissionPolicy"
+                else api.create_validating_admission_policy_binding
+            )
+            try:
+                create(doc)
+            except client.exceptions.ApiException as exc:
+                if exc.status != 409:
+                    raise
 
     def ensure_namespace(self, name: str) -> None:
         from kubernetes.client.exceptions import ApiException

@@ -42,6 +42,7 @@ SIMULATED_IDENTITIES = (
 DEFAULT_AGENT_PORT = 2886
 OB_STATE_AVAILABLE = 3
 OB_STATE_DOWN = 0
+OB_BUILD_VERSION = "4.3.5.1_101000042025011617"  # the observers' build_version in /api/v1/ob/info
 
 # obshell's time limits, in obshell seconds (ob/agent/executor/ob/sub_dag.go); the engine waits them times `time_scale`.
 READY_WAIT_PER_AGENT = 900 * 1  # node 2, per agent, one after another (maxQueryDagDetailTimes x 1 s)
@@ -372,6 +373,64 @@ class SimCluster:
             raise api_error("OB.Server.StoppedInMultiZone")
         # Stopping a whole zone must leave a majority of zones (of every log stream's replicas).
         if request.scope_type == "ZONE" and 2 * (len(self.zones) - 1) <= len(self.zones):
+            raise api_error("OB.Cluster.Tenant.Replica.Invalid")
+
+    # ----------------------------------------------------------------------------------------------
+    # What an agent knows of its cluster (§5)
+
+    def ob_info_wire(self, receiver: SimAgent) -> dict[str, Any]:
+        """GET /api/v1/ob/info (executor/ob/info.go): the agent table always; the observers' topology only
+        when the receiver's OB connection is available (else only the cluster's id and name)."""
+        agents = [
+            {
+                "ip": a.ip,
+                "port": a.port,
+                "zone": a.zone,
+                "identity": a.identity,
+                "version": self.release.version,
+            }
+            for a in self.agents
+        ]
+        info: dict[str, Any] = {"id": 1, "name": self.name}
+        if receiver.ob_state == OB_STATE_AVAILABLE:
+            topology: dict[str, list[dict[str, Any]]] = {}
+            for index, agent in enumerate(self.agents):
+                topology.setdefault(agent.zone, []).append(
+                    {
+                        "svr_ip": agent.ip,
+                        "svr_port": 2882,
+                        "sql_port": 2881,
+                        "agent_port": agent.port,
+                        "with_rootserver": index == 0,
+                        # status is STOPPED once stop_time is set (ALTER SYSTEM STOP); a dead observer is
+                        # INACTIVE in __all_server (param/obcluster.go).
+                        "status": "STOPPED"
+                        if agent.service_stopped
+                        else "ACTIVE"
+                        if agent.observer_running
+                        else "INACTIVE",
+                        "build_version": f"{OB_BUILD_VERSION}",
+                    }
+                )
+            info.update(version=OB_BUILD_VERSION.split("_")[0], topology=topology, is_shared_storage=False)
+        return {"agent_info": agents, "obcluster_info": info}
+
+    def check_zone_stop(self, zone: str, receiver: SimAgent) -> None:
+        """POST /api/v1/ob/zone/{zone}/stop/check, 4.4.1.0+ (executor/ob/stop_zone.go CheckZoneStopValidate):
+        identity, then the zone in OB, no other stop, a majority after the stop. Run by an agent whose OB is
+        available (getAgentWithAvailableOB)."""
+        if receiver.identity != IDENTITY:
+            raise api_error(
+                "Agent.Identify.NotSupportOperation", receiver.address, receiver.identity, IDENTITY
+            )
+        if not any(a.ob_state == OB_STATE_AVAILABLE and (a.serving or a is receiver) for a in self.agents):
+            # The source's wording for "no agent with an available OB" is not in the fact sheet: a guess.
+            raise api_error("Common.Unexpected", "no agent with available observer")
+        if zone not in self.zones:
+            raise api_error("OB.Zone.NotExist", zone)
+        if any(a.service_stopped and a.zone != zone for a in self.agents):
+            raise api_error("OB.Server.StoppedInMultiZone")
+        if 2 * (len(self.zones) - 1) <= len(self.zones):
             raise api_error("OB.Cluster.Tenant.Replica.Invalid")
 
     # ----------------------------------------------------------------------------------------------

@@ -95,6 +95,9 @@ class Release:
     strict_stop_checks: bool
     """ob/agent/executor/ob/stop.go CheckStopObParam, README.md#obshell-releases-the-simulator-reproduces: from 4.4.1.0 (6163196, executor/ob/stop.go CheckStopObParam) ZONE needs
     obState 3 even with force, and immediate SERVER/ZONE get the one-zone, other-stop and majority checks."""
+    zone_stop_routes: bool
+    """§5, §7 row "per-zone stop": `POST /api/v1/ob/zone/{zone}/stop` and `/stop/check` from 4.4.1.0 (6163196,
+    api/obcluster_handler.go); before, the unknown-route answer."""
     key_bits: int
     """ob/agent/lib/crypto/rsa.go, README.md#obshell-releases-the-simulator-reproduces: 512-bit before 4.4.2.0, 1024-bit from it (319e3e6, lib/crypto/rsa.go KEY_SIZE)."""
     info_ob_version: bool
@@ -136,6 +139,7 @@ class Release:
             decrypt_failed_code=1 if numbers >= _KEY_1024 else 0,
             dag_history_routes=numbers >= _DAG_HISTORY,
             strict_stop_checks=numbers >= _STRICT_STOP,
+            zone_stop_routes=numbers >= _STRICT_STOP,
             key_bits=1024 if numbers >= _KEY_1024 else 512,
             info_ob_version=numbers >= _INFO_OB_VERSION,
             info_security=numbers >= _AGENT_HEADER,

@@ -93,6 +93,7 @@ class AgentServer:
             ("GET", "/api/v1/task/dag/agent/unfinish"): (self._agent_unfinished, True),
             ("GET", "/api/v1/task/dag/maintain/agents"): (self._maintain_agents, True),
             ("GET", "/api/v1/agents/status"): (self._agents_status, True),
+            ("GET", "/api/v1/ob/info"): (self._ob_info, True),
         }
         # Since 4.3.0.0; older agents answer as for any unknown route (ob/agent/api/task_handler.go).
         if sim.release.dag_history_routes:
@@ -190,6 +191,16 @@ class AgentServer:
         found = self._routes.get((method, path))
         if found is not None:
             return found
+        zone_prefix, check_suffix = "/api/v1/ob/zone/", "/stop/check"
+        if (
+            self.sim.release.zone_stop_routes
+            and method == "POST"
+            and path.startswith(zone_prefix)
+            and path.endswith(check_suffix)
+            and len(path) > len(zone_prefix) + len(check_suffix)
+            and "/" not in path[len(zone_prefix) : -len(check_suffix)]
+        ):
+            return self._zone_stop_check, True
         prefix = "/api/v1/task/dag/"
         if path.startswith(prefix) and "/" not in path[len(prefix) :] and len(path) > len(prefix):
             if method == "GET":
@@ -418,6 +429,17 @@ class AgentServer:
             if maintenance:
                 result.append(maintenance[-1].to_wire(details=details))
         return result
+
+    async def _ob_info(self, call: Call) -> Any:
+        return self.agent.cluster.ob_info_wire(self.agent)
+
+    async def _zone_stop_check(self, call: Call) -> Any:
+        zone = call.request.path.split("/")[5]
+        body = call.json_body()
+        if body is not None and not isinstance(body, dict):
+            raise api_error("Common.BindJsonFailed", "json: cannot unmarshal into param.ObZoneStopParam")
+        self.agent.cluster.check_zone_stop(zone, self.agent)
+        return None
 
     async def _agents_status(self, call: Call) -> Any:
         release = self.sim.release
