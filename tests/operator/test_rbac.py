@@ -11,6 +11,7 @@ except those listed in UNUSED_BY_DESIGN. Nothing is mocked; obshell is the simul
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -39,6 +40,10 @@ def exercise(s: Stack, kubeconfig: Path, *controller_args: str, env: dict[str, s
     s.put_secret(s.namespace, "late", {"password": s.password})
     s.sim.faults.fail_stop(2, "Sim.Rbac", "fails", agent=s.agent(2))
     s.create(stop_request("fails", s.agent(2), force=True))
+    # A request waiting for its approval lists the ObStopApprovals (and never finishes here).
+    s.create(stop_request("approve-me", s.agent(0), force=True, approval="Manual"))
+    s.wait_for("approve-me", lambda st: st.get("reason") == "AwaitingApproval", timeout=60)
+    time.sleep(1)  # its next look for an approval (OBSTOP_APPROVAL_POLL_SECONDS=0.3)
     for name in ("ok", "late-secret", "fails"):
         s.wait_for(name, timeout=60)
     s.delete("ok")
