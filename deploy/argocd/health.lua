@@ -3,6 +3,8 @@
 -- Argo CD sets the global `obj` to the live object and reads the returned table's status and message.
 --   no status yet, Pending, Submitted, Running -> Progressing
 --   Succeeded                                  -> Healthy
+--   Validated (a dryRun whose pre-check passed) -> Healthy: nothing was stopped, the message says so
+--   AwaitingApproval (spec.approval Manual)    -> Suspended, until an ObStopApproval lets it go on
 --   Failed                                     -> Degraded, with the controller's message
 --   Failed, annotated obshell.oceanbase.com/failure-acknowledged: "true"
 --                                              -> Healthy: a record kept without the alarm
@@ -34,6 +36,12 @@ end
 if phase == "Succeeded" then
   hs.status = "Healthy"
   hs.message = detail or "The stop succeeded"
+elseif phase == "Validated" then
+  hs.status = "Healthy"
+  hs.message = detail or "Dry run: the pre-check passed, nothing was stopped"
+elseif phase == "AwaitingApproval" then
+  hs.status = "Suspended"
+  hs.message = "Awaiting approval (an ObStopApproval): " .. (detail or "")
 elseif phase == "Failed" then
   hs.status = "Degraded"
   if status.reason ~= nil and detail ~= nil then

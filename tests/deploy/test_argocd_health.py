@@ -97,6 +97,34 @@ def test_a_status_of_an_older_generation_is_progressing() -> None:
     assert health(request(status, generation=2))["status"] == "Progressing"
 
 
+def test_a_dry_run_is_healthy_and_awaiting_approval_is_suspended() -> None:
+    from obstop.controller import precheck
+    from obstop.controller.resource import parse_spec
+    from obstop.obshell import AgentInfo
+
+    raw = {
+        "obshell": {"address": "10.0.0.1", "passwordSecretRef": {"name": "pw"}},
+        "scope": {"type": "GLOBAL"},
+    }
+    verdict = precheck.evaluate(
+        parse_spec({**raw, "force": True}), precheck.Survey(AgentInfo(ip="10.0.0.1", port=2886)), NOW
+    )
+    dry = precheck.checked(
+        RequestStatus(), parse_spec({**raw, "force": True, "dryRun": True}), verdict, At(1, NOW), poll=5
+    )
+    assert not isinstance(dry, RequestStatus)
+    result = health(request(dry.status.to_wire()))
+    assert result["status"] == "Healthy" and result["message"].startswith("dry run, nothing was stopped"), (
+        result
+    )
+    manual = precheck.checked(
+        RequestStatus(), parse_spec({**raw, "force": True, "approval": "Manual"}), verdict, At(1, NOW), poll=5
+    )
+    assert not isinstance(manual, RequestStatus)
+    result = health(request(manual.status.to_wire()))
+    assert result["status"] == "Suspended" and "waiting for an ObStopApproval" in result["message"], result
+
+
 def test_an_unknown_phase_is_unknown() -> None:
     assert health(request({"phase": "Paused"}))["status"] == "Unknown"
 

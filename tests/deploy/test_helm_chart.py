@@ -131,6 +131,7 @@ def grants(verbs: str, group: str, *resources: str) -> set[tuple[str, str, str]]
 NAMESPACED_RULES = (
     grants("list watch patch", "obshell.oceanbase.com", "obstoprequests")
     | grants("patch", "obshell.oceanbase.com", "obstoprequests/status")
+    | grants("list", "obshell.oceanbase.com", "obstopapprovals")
     | grants("get", "", "secrets")
     | grants("create", "", "events")
 )
@@ -195,10 +196,13 @@ def test_the_default_render_has_what_the_controller_needs(render: Render) -> Non
         "ClusterRole",  # the controller's
         "ClusterRole",  # view, for people
         "ClusterRole",  # edit, for people
+        "ClusterRole",  # approve, for approvers
         "ClusterRoleBinding",
         "Deployment",
         "Service",
         "ServiceAccount",
+        "ValidatingAdmissionPolicy",  # an ObStopApproval names its creator
+        "ValidatingAdmissionPolicyBinding",
     ]
     deployment = one(docs, "Deployment")
     assert deployment["metadata"]["namespace"] == NAMESPACE
@@ -383,6 +387,7 @@ def test_rbac_with_peering_adds_only_the_peering_resource_of_the_mode(render: Re
 USER_ROLE_LABELS = {
     "view": {"view", "edit", "admin"},
     "edit": {"edit", "admin"},
+    "approve": {"admin"},  # editors request, admins approve
 }
 
 
@@ -396,7 +401,7 @@ def test_people_get_rights_on_requests_through_the_default_roles(render: Render,
         for d in find(docs, "ClusterRole")
         if d["metadata"]["name"] != "obstop-ob-stop-operator"
     }
-    assert set(roles) == {"view", "edit"}
+    assert set(roles) == {"view", "edit", "approve"}
     for name, role in roles.items():
         labels = role["metadata"]["labels"]
         aggregated = {
@@ -407,7 +412,10 @@ def test_people_get_rights_on_requests_through_the_default_roles(render: Render,
         assert aggregated == USER_ROLE_LABELS[name], name
         assert "aggregationRule" not in role  # aggregated into the default roles, not aggregating
     group = "obshell.oceanbase.com"
-    assert rules(roles["view"]) == grants("get list watch", group, "obstoprequests", "obstoprequests/status")
+    assert rules(roles["view"]) == grants(
+        "get list watch", group, "obstoprequests", "obstoprequests/status", "obstopapprovals"
+    )
+    assert rules(roles["approve"]) == grants("create get list watch delete", group, "obstopapprovals")
     assert rules(roles["edit"]) == grants(
         "create update patch delete deletecollection", group, "obstoprequests"
     )
@@ -428,7 +436,15 @@ def test_the_roles_for_people_can_be_left_out(render: Render, values: dict[str, 
 
 def test_rbac_can_be_left_to_the_user(render: Render) -> None:
     kinds = {doc["kind"] for doc in render(VALUE_SETS["no-rbac-no-service"])}
-    assert kinds == {"ServiceAccount", "Deployment"}
+    # The admission policy is not RBAC: it has a value of its own (approvalPolicy.create).
+    assert kinds == {
+        "ServiceAccount",
+        "Deployment",
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
+    }
+    no_policy = render({**VALUE_SETS["no-rbac-no-service"], "approvalPolicy": {"create": False}})
+    assert {doc["kind"] for doc in no_policy} == {"ServiceAccount", "Deployment"}
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -450,6 +466,8 @@ def test_rendered_environment_is_read_by_the_controller_as_configured(render: Re
             "agentConcurrency": 8,
             "agentRate": 7.5,
             "stallSeconds": 12,
+            "approvalPollSeconds": 2,
+            "precheckMaxAgeSeconds": 60,
             "allowedAgentNetworks": ["10.0.0.0/8", "*.svc.cluster.local"],
             "port": 9090,
         },
@@ -470,6 +488,8 @@ def test_rendered_environment_is_read_by_the_controller_as_configured(render: Re
         agent_concurrency=8,
         agent_rate=7.5,
         stall_seconds=12.0,
+        approval_poll_seconds=2.0,
+        precheck_max_age_seconds=60.0,
         allowed_agent_networks=("10.0.0.0/8", "*.svc.cluster.local"),
         health_port=9090,
         peering="peers",
@@ -623,9 +643,10 @@ def test_chart_crds_directory_is_a_link_to_deploy_crds() -> None:
 
 
 def test_template_include_crds_renders_the_crd_of_deploy_crds(render: Render) -> None:
-    source = yaml.safe_load((ROOT / "deploy" / "crds" / CRD_FILE).read_text())
+    sources = [yaml.safe_load(p.read_text()) for p in sorted((ROOT / "deploy" / "crds").glob("*.yaml"))]
     rendered = [d for d in render(include_crds=True) if d["kind"] == "CustomResourceDefinition"]
-    assert rendered == [source]
+    key = lambda d: d["metadata"]["name"]  # noqa: E731
+    assert sorted(rendered, key=key) == sorted(sources, key=key) and len(sources) == 2
 
 
 def test_packaged_chart_carries_the_crd_byte_for_byte(helm: Any, tmp_path: Path) -> None:

@@ -26,11 +26,12 @@ from hypothesis import strategies as st
 
 from obstop.obshell.address import InvalidAddress, parse_endpoint, split_host_port
 from obstop.testing.controlplane import ControlPlane
-from obstop.testing.stack import crd_path, minimal_request
+from obstop.testing.stack import approval_crd_path, crd_path, minimal_request
 from obstop.testing.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD_PATH = crd_path()  # deploy/crds' file (the one Stack installs; $OBSTOP_CRD overrides both)
+APPROVAL_CRD_PATH = approval_crd_path()
 EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
 GROUP, VERSION, PLURAL = "obshell.oceanbase.com", "v1alpha1", "obstoprequests"
 CRDS = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
@@ -125,6 +126,7 @@ def api(control_plane: ControlPlane) -> Iterator[Api]:
         ns = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}
         _check(client.post(f"{control_plane.url}/api/v1/namespaces", json=ns), 201)
         install_crd(client, control_plane.url, yaml.safe_load(CRD_PATH.read_text()), namespace)
+        install_crd(client, control_plane.url, yaml.safe_load(APPROVAL_CRD_PATH.read_text()), namespace)
         yield Api(client, control_plane.url, namespace)
 
 
@@ -469,6 +471,12 @@ def load_example(path: Path) -> dict[str, Any]:
     return documents[0]  # type: ignore[no-any-return]
 
 
+def test_a_dry_run_takes_no_approval(api: Api) -> None:
+    causes = refusal(api.create(request(force=True, dryRun=True, approval="Manual")))
+    assert any("a dryRun stops nothing, so it takes no approval" in c["message"] for c in causes), causes
+    assert refusal(api.create(request(force=True, approval="Sometimes")))
+
+
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
 def test_every_example_is_admitted(api: Api, path: Path) -> None:
     example = load_example(path)
@@ -480,6 +488,13 @@ def test_every_example_is_admitted(api: Api, path: Path) -> None:
         assert stored["data"] == {
             k: base64.b64encode(v.encode()).decode() for k, v in example["stringData"].items()
         }
+        return
+    if example["kind"] == "ObStopApproval":
+        url = f"{api.url}/apis/{GROUP}/{VERSION}/namespaces/{api.namespace}/obstopapprovals"
+        response = api.client.post(url, json=example, params={"dryRun": "All", "fieldValidation": "Strict"})
+        stored = _check(response, 201)
+        assert response.headers.get_list("warning") == []
+        assert stored["spec"]["requestName"] and stored["spec"]["approvedBy"]
         return
     # Strict: an example with a misspelt field would be refused, not silently pruned.
     response = api.client.post(api.base, json=example, params={"dryRun": "All", "fieldValidation": "Strict"})
