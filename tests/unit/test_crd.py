@@ -247,8 +247,12 @@ def test_the_examples_cover_every_scope_and_mode() -> None:
         "server-force.yaml",
         "with-force-pass-dag.yaml",
         "https-agent.yaml",
+        "dry-run.yaml",
+        "manual-approval.yaml",
+        "approval.yaml",
     } <= names
     requests = [load_example(p) for p in EXAMPLES if p.name != "secret.yaml"]
+    requests = [r for r in requests if r["kind"] == "ObStopRequest"]  # approval.yaml is an ObStopApproval
     kinds = {
         (r["spec"]["scope"]["type"], r["spec"].get("force", False), r["spec"].get("terminate", False))
         for r in requests
@@ -266,8 +270,14 @@ def test_every_example_is_a_commented_request_without_a_namespace(path: Path) ->
     example = load_example(path)
     assert path.read_text().startswith("# "), f"{path.name} has no header comment"
     assert example["apiVersion"] == "obshell.oceanbase.com/v1alpha1"
-    assert example["kind"] == "ObStopRequest"
     assert "namespace" not in example["metadata"]
+    if example["kind"] == "ObStopApproval":  # approves examples/manual-approval.yaml
+        assert (
+            example["spec"]["requestName"]
+            == load_example(ROOT / "examples" / "manual-approval.yaml")["metadata"]["name"]
+        )
+        return
+    assert example["kind"] == "ObStopRequest"
     assert example["spec"]["obshell"]["passwordSecretRef"]["name"] == "obshell-root"
     assert "status" not in example
 
@@ -283,6 +293,10 @@ def test_the_secret_example() -> None:
         a.strip()
         for a in secret["metadata"]["annotations"]["obshell.oceanbase.com/allowed-agents"].split(",")
     }
-    addresses = {load_example(p)["spec"]["obshell"]["address"] for p in EXAMPLES if p.name != "secret.yaml"}
+    addresses = {
+        load_example(p)["spec"]["obshell"]["address"]
+        for p in EXAMPLES
+        if p.name not in ("secret.yaml", "approval.yaml")
+    }
     assert "10.0.0.11:2886" in allowed and "10.0.0.11:2886" in addresses
     assert secret["stringData"] == {"password": "change-me"}

@@ -48,7 +48,9 @@ class Request:
     spec: Mapping[str, Any]
     status: RequestStatus
     annotations: Mapping[str, str] = field(default_factory=dict)
-    created: datetime | None = None  # metadata.creationTimestamp: approvals older than the request do not count
+    created: datetime | None = (
+        None  # metadata.creationTimestamp: approvals older than the request do not count
+    )
 
     @property
     def cancel_asked(self) -> bool:
