@@ -114,6 +114,9 @@ def test_a_dry_run_reports_and_stops_nothing(stack: Stack) -> None:
     )
     assert "3 zone(s), 3 agent(s)" in status["message"], status["message"]
     assert len(stack.sim.stops()) == before and "submission" not in status
+    deadline = time.monotonic() + 10
+    while not stack.events("dry") and time.monotonic() < deadline:  # posted just after the status
+        time.sleep(0.1)
     assert {e["reason"] for e in stack.events("dry")} == {"Validated"}
 
 

@@ -40,12 +40,13 @@ def exercise(s: Stack, kubeconfig: Path, *controller_args: str, env: dict[str, s
     s.put_secret(s.namespace, "late", {"password": s.password})
     s.sim.faults.fail_stop(2, "Sim.Rbac", "fails", agent=s.agent(2))
     s.create(stop_request("fails", s.agent(2), force=True))
-    # A request waiting for its approval lists the ObStopApprovals (and never finishes here).
+    for name in ("ok", "late-secret", "fails"):
+        s.wait_for(name, timeout=60)
+    # A request waiting for its approval lists the ObStopApprovals (and never finishes here). After the others:
+    # its pre-check would otherwise see their stops holding the agents' locks.
     s.create(stop_request("approve-me", s.agent(0), force=True, approval="Manual"))
     s.wait_for("approve-me", lambda st: st.get("reason") == "AwaitingApproval", timeout=60)
     time.sleep(1)  # its next look for an approval (OBSTOP_APPROVAL_POLL_SECONDS=0.3)
-    for name in ("ok", "late-secret", "fails"):
-        s.wait_for(name, timeout=60)
     s.delete("ok")
     s.stop_controller()
 

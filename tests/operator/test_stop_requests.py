@@ -129,14 +129,18 @@ def test_failed_dag_reports_the_failing_node_and_log(stack: Stack, cluster: int)
 
 
 def test_validation_error_from_obshell_fails_the_request(stack: Stack, cluster: int) -> None:
+    """A zone the agent does not know: the pre-check refuses it from the agent's own table, before the POST
+    obshell would answer with OB.Zone.NotExist."""
+    before = len(stack.sim.stops())
     stack.create(
         stop_request("no-such-zone", stack.agent(cluster), scope="ZONE", targets=["zone9"], terminate=True)
     )
     status = stack.wait_for("no-such-zone", timeout=30)
     assert status["phase"] == "Failed"
-    assert status["reason"] == "OB.Zone.NotExist"
+    assert status["reason"] == "TargetNotFound"
     assert "zone9" in status["message"]
-    assert "dag" not in status
+    assert "dag" not in status and "submission" not in status
+    assert len(stack.sim.stops()) == before
 
 
 def test_wrong_password_fails_without_showing_it(stack: Stack, cluster: int) -> None:
