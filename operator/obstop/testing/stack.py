@@ -297,6 +297,7 @@ class Stack:
     def install_crd(self) -> None:
         from kubernetes import client
 
+        api = client.ApiextensionsV1Api(self.k8s)
         for path in (crd_path(), approval_crd_path()):
             crd = yaml.safe_load(path.read_text())
             try:
