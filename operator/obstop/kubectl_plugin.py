@@ -6,6 +6,8 @@ what it can do is what `kubectl` could do with the same identity.
     kubectl obstop watch NAME          # a line per change; exit 0 Succeeded, 1 Failed, 3 Cancelled, 2 timeout
     kubectl obstop status NAME         # phase, message and the per-agent table
     kubectl obstop cancel NAME         # the obshell.oceanbase.com/cancel annotation
+    kubectl obstop precheck NAME --address ADDR --secret SECRET ...   # a dry run: report, stop nothing
+    kubectl obstop approve NAME [--comment TEXT]   # an ObStopApproval in your own name (needs the approve role)
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from obstop.commands.display import agents_table, status_line
+from obstop.controller.approvals import APPROVAL_KIND, APPROVAL_PLURAL
 from obstop.controller.resource import (
     CANCEL_ANNOTATION,
     GROUP,
@@ -28,7 +31,7 @@ from obstop.controller.resource import (
     parse_spec,
 )
 
-EXIT = {"Succeeded": 0, "Failed": 1, "Cancelled": 3}
+EXIT = {"Succeeded": 0, "Validated": 0, "Failed": 1, "Cancelled": 3}
 TIMED_OUT = 2
 
 
@@ -46,26 +49,13 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     create = commands.add_parser("create", help="create an ObStopRequest from flags")
-    create.add_argument("name")
+    precheck = commands.add_parser("precheck", help="a dry run: pre-check against the agent, stop nothing")
+    for made in (create, precheck):
+        _request_flags(made)
     create.add_argument(
-        "--address", required=True, help="the obshell agent, host:port or http(s)://host:port"
-    )
-    create.add_argument("--secret", required=True, help="the Secret holding the root@sys password")
-    create.add_argument("--key", default="password", help="the Secret's key (default: password)")
-    create.add_argument("--scope", choices=("GLOBAL", "ZONE", "SERVER"), default="GLOBAL")
-    create.add_argument("--target", action="append", default=[], help="a zone or agent address (repeatable)")
-    create.add_argument("--mode", choices=("immediate", "force", "terminate"), default="immediate")
-    create.add_argument(
-        "--force-pass-dag", action="append", default=[], help="a DAG id to force-pass (repeatable)"
-    )
-    create.add_argument("--deadline", type=int, help="activeDeadlineSeconds")
-    create.add_argument("--deadline-action", choices=("Report", "Cancel"), help="what the deadline does")
-    create.add_argument("--not-after", help="refuse to begin after this RFC 3339 time")
-    create.add_argument(
-        "--print", action="store_true", help="print the manifest (JSON) instead of creating it"
+        "--approval", choices=("Automatic", "Manual"), help="Manual: wait for an ObStopApproval"
     )
     create.add_argument("--wait", action="store_true", help="then watch it, as `watch` does")
-    create.add_argument("--timeout", type=float, default=600.0, help="with --wait: seconds (default 600)")
 
     watch = commands.add_parser("watch", help="print a line each time the request's status changes")
     watch.add_argument("name")
@@ -78,7 +68,35 @@ def build_parser() -> argparse.ArgumentParser:
         "cancel", help="cancel the request's stop (annotation obshell.oceanbase.com/cancel)"
     )
     cancel.add_argument("name")
+
+    approve = commands.add_parser(
+        "approve", help="approve a request waiting in AwaitingApproval, in your own name"
+    )
+    approve.add_argument("name")
+    approve.add_argument("--comment", default="", help="why (a change ticket, a window)")
     return parser
+
+
+def _request_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("name")
+    parser.add_argument(
+        "--address", required=True, help="the obshell agent, host:port or http(s)://host:port"
+    )
+    parser.add_argument("--secret", required=True, help="the Secret holding the root@sys password")
+    parser.add_argument("--key", default="password", help="the Secret's key (default: password)")
+    parser.add_argument("--scope", choices=("GLOBAL", "ZONE", "SERVER"), default="GLOBAL")
+    parser.add_argument("--target", action="append", default=[], help="a zone or agent address (repeatable)")
+    parser.add_argument("--mode", choices=("immediate", "force", "terminate"), default="immediate")
+    parser.add_argument(
+        "--force-pass-dag", action="append", default=[], help="a DAG id to force-pass (repeatable)"
+    )
+    parser.add_argument("--deadline", type=int, help="activeDeadlineSeconds")
+    parser.add_argument("--deadline-action", choices=("Report", "Cancel"), help="what the deadline does")
+    parser.add_argument("--not-after", help="refuse to begin after this RFC 3339 time")
+    parser.add_argument(
+        "--print", action="store_true", help="print the manifest (JSON) instead of creating it"
+    )
+    parser.add_argument("--timeout", type=float, default=600.0, help="when watching: seconds (default 600)")
 
 
 def from_flags(args: argparse.Namespace) -> dict[str, Any]:
@@ -96,6 +114,10 @@ def from_flags(args: argparse.Namespace) -> dict[str, Any]:
         spec["deadlineAction"] = args.deadline_action
     if args.not_after:
         spec["notAfter"] = args.not_after
+    if args.command == "precheck":
+        spec["dryRun"] = True
+    elif args.approval:
+        spec["approval"] = args.approval
     try:
         parse_spec(spec)
     except InvalidSpec as exc:
@@ -145,6 +167,43 @@ class Requests:
             _content_type="application/merge-patch+json",
         )
 
+    def whoami(self) -> str:
+        """The caller's user name as the API server knows it (SelfSubjectReview, as `kubectl auth whoami`)."""
+        from kubernetes import client
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            review = client.AuthenticationV1Api().create_self_subject_review(client.V1SelfSubjectReview())
+        except ApiException as exc:
+            raise PluginError(f"who am I: {_api_reason(exc)}") from None
+        name = review.status.user_info.username if review.status and review.status.user_info else None
+        if not name:
+            raise PluginError("who am I: the API server named no user")
+        return str(name)
+
+    def approve(self, name: str, comment: str) -> dict[str, Any]:
+        """An ObStopApproval of request `name` in the caller's own name (the chart's admission policy refuses
+        any other name), bound to the request's uid."""
+        from kubernetes.client.exceptions import ApiException
+
+        uid = self.get(name)["metadata"]["uid"]
+        spec: dict[str, Any] = {"requestName": name, "requestUID": uid, "approvedBy": self.whoami()}
+        if comment:
+            spec["comment"] = comment
+        body = {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": APPROVAL_KIND,
+            "metadata": {"generateName": f"{name[:50]}-approved-"},
+            "spec": spec,
+        }
+        try:
+            created: dict[str, Any] = self.api.create_namespaced_custom_object(  # type: ignore[assignment]
+                GROUP, VERSION, self.namespace, APPROVAL_PLURAL, body
+            )
+        except ApiException as exc:
+            raise PluginError(f"approve {name}: {_api_reason(exc)}") from None
+        return created
+
     def statuses(self, name: str, timeout: float, interval: float = 0.5) -> Iterator[dict[str, Any]]:
         """The request's status each time it changes, until `timeout` seconds pass."""
         deadline, last = time.monotonic() + timeout, None
@@ -177,19 +236,25 @@ def watch(requests: Requests, name: str, timeout: float) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.command == "create" and args.print:
+    if args.command in ("create", "precheck") and args.print:
         print(json.dumps(from_flags(args), indent=2))
         return 0
     requests = Requests(args)
-    if args.command == "create":
+    if args.command in ("create", "precheck"):
         created = requests.create(from_flags(args))
         print(f"obstoprequest.{GROUP}/{created['metadata']['name']} created in {requests.namespace}")
-        return watch(requests, args.name, args.timeout) if args.wait else 0
+        wait = args.command == "precheck" or args.wait
+        return watch(requests, args.name, args.timeout) if wait else 0
     if args.command == "watch":
         return watch(requests, args.name, args.timeout)
     if args.command == "cancel":
         requests.annotate(args.name, {CANCEL_ANNOTATION: "true"})
         print(f"obstoprequest.{GROUP}/{args.name} cancel asked for (the controller acts at its next step)")
+        return 0
+    if args.command == "approve":
+        approval = requests.approve(args.name, args.comment)
+        who = approval["spec"]["approvedBy"]
+        print(f"obstopapproval.{GROUP}/{approval['metadata']['name']} created: {args.name} approved by {who}")
         return 0
     status = requests.get(args.name).get("status") or {}
     print(

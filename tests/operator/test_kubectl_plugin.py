@@ -106,3 +106,27 @@ def test_bad_flags_are_refused_before_anything_is_created(stack: Stack) -> None:
     )
     assert json.loads(printed.stdout)["spec"]["terminate"] is True
     assert shutil.which("kubectl-obstop", path=str(PLUGIN.parent))
+
+
+def test_precheck_reports_and_stops_nothing(stack: Stack) -> None:
+    before = len(stack.sim.stops())
+    run = kubectl(
+        stack, "precheck", "looked-at", "--address", stack.agent(2), "--secret", "obshell-root",
+        "--scope", "ZONE", "--target", "zone2", "--mode", "force", "--timeout", "90",
+    )  # fmt: skip
+    assert "Validated" in run.stdout.splitlines()[-1], run.stdout
+    assert stack.get("looked-at")["spec"]["dryRun"] is True
+    assert len(stack.sim.stops()) == before  # nothing was sent
+
+
+def test_approve_in_ones_own_name_lets_a_manual_request_run(stack: Stack) -> None:
+    kubectl(
+        stack, "create", "needs-ok", "--address", stack.agent(2), "--secret", "obshell-root",
+        "--scope", "ZONE", "--target", "zone3", "--mode", "force", "--approval", "Manual",
+    )  # fmt: skip
+    stack.wait_for("needs-ok", lambda s: s.get("phase") == "AwaitingApproval", timeout=60)
+    approved = kubectl(stack, "approve", "needs-ok", "--comment", "CHG-1")
+    assert "needs-ok approved by" in approved.stdout, approved.stdout
+    status = stack.wait_for("needs-ok", timeout=90)
+    assert status["phase"] == "Succeeded", status
+    assert status["approval"]["approvedBy"] == approved.stdout.rsplit(" ", 1)[-1].strip()
