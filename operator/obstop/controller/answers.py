@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 
 from obstop.controller.status import AgentProgress, Reason
-from obstop.obshell import DagDetail, DagState, ObshellApiError, ObshellError, ObshellTransportError
+from obstop.obshell import DagDetail, DagState, ObshellApiError, ObshellError, ObshellTransportError, ids
 from obstop.obshell.client import DEFAULT_LIFETIME
 
 # The name of the main DAG that POST /api/v1/ob/stop creates (obshell agent/executor/ob/stop.go).
@@ -76,13 +76,25 @@ def agent_rows(dag: DagDetail) -> list[AgentProgress] | None:
         for task in node.sub_tasks or ():
             if task.execute_agent is None:
                 continue
-            ip, port = task.execute_agent.ip, task.execute_agent.port
-            agent = f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+            agent = agent_address(task.execute_agent.ip, task.execute_agent.port)
             row = rows.setdefault(agent, AgentProgress(agent=agent))
             row.node, row.state = node.name, task.state.value
             failed = task.state is DagState.FAILED and task.task_logs
             row.last_log = task.task_logs[-1][:_MAX_LOG] if failed and task.task_logs else None
     return sorted(rows.values(), key=lambda r: r.agent)[:MAX_AGENT_ROWS]
+
+
+def agent_address(ip: str, port: int) -> str:
+    """An agent as ip:port ([v6]:port), the form obshell's generic ids and sub_dags keys use."""
+    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+
+
+def agent_of(generic_id: str) -> str | None:
+    """The ip:port a local DAG id encodes (obshell agent/engine/task/task_dto.go ConvertToGenericID)."""
+    try:
+        return ids.decode(generic_id).agent
+    except ValueError:
+        return None
 
 
 def observer_stopped(sub_dag: DagDetail) -> bool:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any, Literal
 
-from obstop.controller import answers, decisions
+from obstop.controller import answers, decisions, lookup
 from obstop.controller.decisions import At, Decision
 from obstop.controller.status import AgentProgress, Reason, RequestStatus
 from obstop.obshell import DagDetail, DagOperator, ObshellApiError, ObshellClient, ObshellError
@@ -51,7 +51,7 @@ async def step(
     if status.dag is None:  # recorded, and a POST of this request may have landed: find its DAG first
         assert status.submission is not None
         try:
-            earlier, _ = await ctl.find_earlier_dag(client, status.submission, spec)
+            earlier, _ = await lookup.find_earlier_dag(client, status.submission, spec)
         except ObshellError as exc:
             return decisions.obshell_fault(status, exc, at, ctl.settings)
         if earlier is None:

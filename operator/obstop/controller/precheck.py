@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from obstop.controller import decisions
+from obstop.controller import answers, decisions
 from obstop.controller.answers import parse_version
 from obstop.controller.decisions import At, Decision, Event
 from obstop.controller.resource import ApprovalMode, ObStopRequestSpec, Phase
@@ -97,7 +97,7 @@ def holders_main_ids(maintenance: Sequence[DagDetail]) -> list[str]:
 
 def evaluate(spec: ObStopRequestSpec, survey: Survey, now: datetime) -> Verdict:
     info = survey.receiver
-    receiver = _address(info.ip, info.port)
+    receiver = answers.agent_address(info.ip, info.port)
     warnings: list[str] = []
     skipped = list(survey.skipped)
     refusal: tuple[str, str] | None = None
@@ -253,10 +253,6 @@ def stale(status: RequestStatus, now: datetime, max_age_seconds: float) -> bool:
 # Helpers
 
 
-def _address(ip: str, port: int) -> str:
-    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
-
-
 def _main_id(dag: DagDetail) -> str:
     value = (dag.additional_data or {}).get("main_dag_id")
     return value if isinstance(value, str) else ""
@@ -356,7 +352,7 @@ def _missing_targets(spec: ObStopRequestSpec, info: ObInfo) -> str | None:
 
 def _normal_server(target: str) -> str:
     host, port = split_host_port(target, what="scope.target", default_port=2886)
-    return _address(host, port)
+    return answers.agent_address(host, port)
 
 
 def _cluster_line(survey: Survey, receiver: str) -> str:

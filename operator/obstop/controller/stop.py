@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from obstop.controller import answers, cancel, decisions, pacing
+from obstop.controller import answers, cancel, decisions, lookup, pacing
 from obstop.controller.agents import Agents, SecretNotReleased
 from obstop.controller.approvals import ApprovalObject, ApprovalReader
 from obstop.controller.decisions import At, Decision, Event, Step
@@ -31,8 +31,8 @@ from obstop.controller.resource import (
 from obstop.controller.runtime import RequestRuntime, Runtimes
 from obstop.controller.secrets import SecretReader, SecretUnavailable
 from obstop.controller.settings import Settings
-from obstop.controller.status import EventReason, Reason, RequestStatus, Submission, parse_time, rfc3339
-from obstop.obshell import DagDetail, ObshellApiError, ObshellClient, ObshellError, ObshellTransportError, ids
+from obstop.controller.status import EventReason, Reason, RequestStatus, Submission, rfc3339
+from obstop.obshell import DagDetail, ObshellApiError, ObshellClient, ObshellError, ObshellTransportError
 
 Logger = logging.Logger | logging.LoggerAdapter[Any]
 
@@ -184,7 +184,7 @@ class Controller:
             agent=client.endpoint.base_url,
             requested_at=at.now,
             not_before=client.last_server_time or at.now,
-            receiver=_address(info.ip, info.port),
+            receiver=answers.agent_address(info.ip, info.port),
             obshell_version=info.version or None,
         )
         decision = decisions.record_submission(gate.status, submission, at)
@@ -208,13 +208,14 @@ class Controller:
         blind = False  # looked for an earlier DAG where the agent could not show its finished ones
         if runtime.may_have_landed:
             try:
-                moved = await self._receiver_moved(client, status.submission)
+                with self.metrics.call("info"):
+                    moved = await lookup.receiver_moved(client, status.submission)
                 if moved is not None:
                     # An earlier POST may have landed on the agent recorded, whose history only it holds:
                     # sending again from here could stop the cluster twice. Wait until it answers there again.
                     return decisions.fault(status, Reason.AGENT_CHANGED, moved, at, settings)
                 with self.metrics.call("unfinished_dags"):
-                    earlier, blind = await self.find_earlier_dag(client, status.submission, spec)
+                    earlier, blind = await lookup.find_earlier_dag(client, status.submission, spec)
             except ObshellError as exc:
                 return self._submit_failed(req, exc, at)
             if earlier is not None:
@@ -243,7 +244,7 @@ class Controller:
         expected = self.node_times.expected_dag_seconds(dag.max_stage)
         next_poll = pacing.next_poll_seconds(expected, self.node_times.fine_seconds(None, settings), settings)
         decision = decisions.submitted(status, dag, at, adopted=False, next_poll=next_poll)
-        receiver, created_on = status.submission.receiver, _agent_of(dag.id)
+        receiver, created_on = status.submission.receiver, answers.agent_of(dag.id)
         if receiver and created_on and created_on != receiver:
             message = (
                 f"the stop was answered by agent {created_on}, not {receiver} that answered at "
@@ -298,65 +299,6 @@ class Controller:
             f"(obState {agent.ob_state}): trying again until it is available (or activeDeadlineSeconds passes)"
         )
         return decisions.fault(req.status, Reason.FORCE_STOP_REQUIRED, message, at, self.settings)
-
-    async def _receiver_moved(self, client: ObshellClient, submission: Submission) -> str | None:
-        """Why the agent now answering at the address is not the one recorded before the first POST, if not."""
-        if not submission.receiver:
-            return None
-        with self.metrics.call("info"):
-            info = await client.info()
-        now_at = _address(info.ip, info.port)
-        if now_at == submission.receiver:
-            return None
-        return (
-            f"{client.endpoint.base_url} now reaches agent {now_at}, not {submission.receiver} that answered before "
-            "the stop was sent: the address must reach exactly one agent (not a load-balanced Service). Nothing is "
-            f"sent again until {submission.receiver} answers there, since only it knows whether the earlier stop "
-            "landed"
-        )
-
-    async def find_earlier_dag(
-        self, client: ObshellClient, submission: Submission, spec: ObStopRequestSpec
-    ) -> tuple[DagDetail | None, bool]:
-        """The stop DAG of an earlier POST whose answer we never saw, if the agent has one; and whether the agent
-        could not show its finished DAGs (no history route before obshell 4.3.0.0).
-
-        The main DAG of a stop lives on the agent that received it: listed as unfinished while it runs, and in
-        its history after. Only a DAG the agent started since `notBefore` (its own clock, recorded before the
-        first POST) can be ours, and only one of this mode: the CLI, the dashboard and the per-zone stop API
-        make "Stop OB" DAGs too (their nodes differ).
-        """
-        mode = {"force": spec.force, "terminate": spec.terminate}
-
-        async def ours(dags: list[DagDetail]) -> DagDetail | None:
-            candidates = sorted(
-                (
-                    dag
-                    for dag in dags
-                    if answers.dag_matches(dag, **mode)
-                    and (started := _parse_agent_time(dag.start_time)) is not None
-                    and started >= submission.not_before
-                ),
-                key=lambda d: d.dag_id,
-            )
-            for candidate in candidates:
-                # The lists carry no nodes: read the DAG itself, to compare its nodes with this mode's and so
-                # that a stop that already failed is reported with its failing node and last log line.
-                detailed = await client.get_dag(candidate.id)
-                if answers.dag_matches(detailed, **mode):
-                    return detailed
-            return None
-
-        found = await ours(await client.agent_unfinished_dags())
-        if found is not None:
-            return found, False
-        try:
-            history = await client.agent_dags()
-        except ObshellApiError as exc:
-            if exc.is_unknown_route:  # before 4.3.0.0: the unfinished list is all the agent has
-                return None, True
-            raise
-        return await ours(history), False
 
     # ----------------------------------------------------------------------------------------------
     # Poll: follow the main DAG
@@ -431,20 +373,3 @@ class Controller:
         # The streak counts these answers only: a fault of another kind before them does not shorten it.
         counted = status.model_copy(update={"consecutive_errors": streak - 1})
         return decisions.fault(counted, Reason.DAG_NOT_FOUND, message, at, self.settings)
-
-
-def _address(ip: str, port: int) -> str:
-    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
-
-
-def _agent_of(generic_id: str) -> str | None:
-    """The ip:port a local DAG id encodes (obshell agent/engine/task/task_dto.go ConvertToGenericID)."""
-    try:
-        return ids.decode(generic_id).agent
-    except ValueError:
-        return None
-
-
-def _parse_agent_time(text: str) -> datetime | None:
-    moment = parse_time(text)
-    return moment if moment is not None and moment.tzinfo is not None else None
