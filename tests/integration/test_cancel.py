@@ -5,16 +5,14 @@ API server)."""
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
-from obstop.controller.agent_policy import ALLOWED_AGENTS
+from controller_helpers import StaticSecrets
 from obstop.controller.resource import CANCEL_ANNOTATION
-from obstop.controller.secrets import SecretData
 from obstop.controller.settings import Settings
 from obstop.controller.status import RequestStatus
 from obstop.controller.stop import Controller, Request
@@ -27,12 +25,6 @@ log = logging.getLogger("test")
 CANCEL = {CANCEL_ANNOTATION: "true"}
 
 
-class StaticSecrets:
-    async def read(self, namespace: str, name: str) -> SecretData:
-        encoded = base64.b64encode(PASSWORD.encode()).decode()
-        return SecretData(namespace, name, {ALLOWED_AGENTS: "127.0.0.0/8:*"}, {"password": encoded})
-
-
 @pytest.fixture
 async def sim() -> AsyncIterator[ObshellSimulator]:
     async with ObshellSimulator(SimulatorConfig(password=PASSWORD, zones=3, stage_seconds=1.0)) as s:
@@ -41,7 +33,7 @@ async def sim() -> AsyncIterator[ObshellSimulator]:
 
 @pytest.fixture
 async def controller() -> AsyncIterator[Controller]:
-    c = Controller(Settings(), StaticSecrets())  # type: ignore[arg-type]
+    c = Controller(Settings(), StaticSecrets(PASSWORD))  # type: ignore[arg-type]
     yield c
     await c.aclose()
 

@@ -9,7 +9,6 @@ replaced (it would need a Kubernetes API server); the gateway in front of the ag
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -19,10 +18,9 @@ import httpx
 import pytest
 from aiohttp import web
 
+from controller_helpers import StaticSecrets
 from obstop.controller import answers
-from obstop.controller.agent_policy import ALLOWED_AGENTS
 from obstop.controller.decisions import Event
-from obstop.controller.secrets import SecretData
 from obstop.controller.settings import Settings
 from obstop.controller.status import RequestStatus
 from obstop.controller.stop import Controller, Request
@@ -38,14 +36,6 @@ log = logging.getLogger("test")
 V2_RELEASES = [v for v in KNOWN_RELEASES if v != "4.2.2.0"]
 
 
-class StaticSecrets:
-    """Stands in for SecretReader: every Secret holds the cluster's password, released to loopback agents."""
-
-    async def read(self, namespace: str, name: str) -> SecretData:
-        encoded = base64.b64encode(PASSWORD.encode()).decode()
-        return SecretData(namespace, name, {ALLOWED_AGENTS: "127.0.0.0/8:*"}, {"password": encoded})
-
-
 async def simulator(version: str, stage_seconds: float = 0.3) -> ObshellSimulator:
     sim = ObshellSimulator(
         SimulatorConfig(password=PASSWORD, zones=3, stage_seconds=stage_seconds, version=version)
@@ -56,7 +46,7 @@ async def simulator(version: str, stage_seconds: float = 0.3) -> ObshellSimulato
 
 @pytest.fixture
 async def controller() -> AsyncIterator[Controller]:
-    c = Controller(Settings(), StaticSecrets())  # type: ignore[arg-type]
+    c = Controller(Settings(), StaticSecrets(PASSWORD))  # type: ignore[arg-type]
     yield c
     await c.aclose()
 
@@ -170,7 +160,7 @@ async def test_a_lost_answer_is_looked_up_on_agents_with_and_without_dag_history
         [landed] = sim.landed_stops()
         await until(lambda: sim.dag(landed.dag_id or "").terminal)
 
-        restarted = Controller(Settings(), StaticSecrets())  # type: ignore[arg-type]
+        restarted = Controller(Settings(), StaticSecrets(PASSWORD))  # type: ignore[arg-type]
         try:
             decision = await step(restarted, request("lost", agent.url, status))
         finally:
@@ -286,7 +276,7 @@ async def test_an_address_that_reaches_another_agent_is_said_and_never_sends_twi
     assert "dag" not in status
 
     gateway.target = second.address  # the address now reaches another agent, which knows nothing of it
-    restarted = Controller(Settings(), StaticSecrets())  # type: ignore[arg-type]
+    restarted = Controller(Settings(), StaticSecrets(PASSWORD))  # type: ignore[arg-type]
     try:
         decision = await step(restarted, request("lb", gateway.url, status))
         assert decision.status["reason"] == "AgentChanged", decision.status
@@ -347,7 +337,7 @@ async def test_a_restarted_controller_does_not_adopt_a_stop_of_another_mode(cont
             other = await cli.stop(
                 StopParams(scope=Scope(type=ScopeType.SERVER, target=[agent.address]), force=True)
             )
-        restarted = Controller(Settings(), StaticSecrets())  # type: ignore[arg-type]
+        restarted = Controller(Settings(), StaticSecrets(PASSWORD))  # type: ignore[arg-type]
         try:
             decision = await step(restarted, request("mine", agent.url, status))
         finally:

@@ -4,15 +4,13 @@ would need a Kubernetes API server); everything between the step and the agent i
 
 from __future__ import annotations
 
-import base64
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
-from obstop.controller.agent_policy import ALLOWED_AGENTS
-from obstop.controller.secrets import SecretData
+from controller_helpers import StaticSecrets
 from obstop.controller.settings import Settings
 from obstop.controller.status import RequestStatus
 from obstop.controller.stop import Controller, Request
@@ -21,14 +19,6 @@ from obstop.testing.stack import stop_request
 
 PASSWORD = "steps-root-pw"
 log = logging.getLogger("test")
-
-
-class StaticSecrets:
-    """Stands in for SecretReader: every Secret holds the cluster's password."""
-
-    async def read(self, namespace: str, name: str) -> SecretData:
-        encoded = base64.b64encode(PASSWORD.encode()).decode()
-        return SecretData(namespace, name, {ALLOWED_AGENTS: "127.0.0.0/8:*"}, {"password": encoded})
 
 
 @pytest.fixture
@@ -50,7 +40,7 @@ async def test_a_request_never_adopts_a_dag_started_by_another_after_it_recorded
     sim: ObshellSimulator,
 ) -> None:
     agent = sim.clusters[0].agents[0].address
-    controller = Controller(Settings(), StaticSecrets())  # type: ignore[arg-type]
+    controller = Controller(Settings(), StaticSecrets(PASSWORD))  # type: ignore[arg-type]
     try:
         b = await run_step(controller, "b", agent, {})  # B records its submission (the agent's clock)...
         assert "submission" in b and "dag" not in b
@@ -66,14 +56,14 @@ async def test_a_request_never_adopts_a_dag_started_by_another_after_it_recorded
 
 async def test_a_restarted_controller_adopts_the_dag_of_its_lost_answer(sim: ObshellSimulator) -> None:
     agent = sim.clusters[0].agents[0].address
-    first = Controller(Settings(), StaticSecrets())  # type: ignore[arg-type]
+    first = Controller(Settings(), StaticSecrets(PASSWORD))  # type: ignore[arg-type]
     status = await run_step(first, "lost", agent, {})
     sim.faults.drop_responses(agent=agent, times=1)  # the stop lands, its answer never comes
     status = await run_step(first, "lost", agent, status)
     assert "dag" not in status and status["lastError"]
     await first.aclose()
 
-    second = Controller(Settings(), StaticSecrets())  # type: ignore[arg-type]  # a new process
+    second = Controller(Settings(), StaticSecrets(PASSWORD))  # type: ignore[arg-type]  # a new process
     try:
         status = await run_step(second, "lost", agent, status)
         assert status["dag"]["id"] == sim.stops[0].dag_id

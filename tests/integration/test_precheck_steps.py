@@ -14,8 +14,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from test_controller_by_release import StaticSecrets, simulator
+from test_controller_by_release import PASSWORD, simulator
 
+from controller_helpers import StaticSecrets
 from obstop.controller.approvals import ApprovalObject
 from obstop.controller.settings import Settings
 from obstop.controller.status import RequestStatus
@@ -49,7 +50,7 @@ def approvals() -> Approvals:
 @pytest.fixture
 async def controller(approvals: Approvals) -> AsyncIterator[Controller]:
     settings = Settings(approval_poll_seconds=0.1, precheck_max_age_seconds=300)
-    c = Controller(settings, StaticSecrets(), approvals=approvals)  # type: ignore[arg-type]
+    c = Controller(settings, StaticSecrets(PASSWORD), approvals=approvals)  # type: ignore[arg-type]
     yield c
     await c.aclose()
 
@@ -215,7 +216,7 @@ async def test_a_stale_view_is_checked_again_and_a_changed_cluster_asks_for_a_ne
     approvals: Approvals, sim: ObshellSimulator
 ) -> None:
     settings = Settings(approval_poll_seconds=0.1, precheck_max_age_seconds=0.2)
-    controller = Controller(settings, StaticSecrets(), approvals=approvals)  # type: ignore[arg-type]
+    controller = Controller(settings, StaticSecrets(PASSWORD), approvals=approvals)  # type: ignore[arg-type]
     try:
         agent = sim.clusters[0].agents[0]
         status, req = await step(controller, make("stale", agent.url, force=True, approval="Manual"))
@@ -240,7 +241,7 @@ async def test_a_stale_view_that_now_fails_its_pre_check_fails_the_request(
     approvals: Approvals, sim: ObshellSimulator
 ) -> None:
     settings = Settings(approval_poll_seconds=0.1, precheck_max_age_seconds=0.01)
-    controller = Controller(settings, StaticSecrets(), approvals=approvals)  # type: ignore[arg-type]
+    controller = Controller(settings, StaticSecrets(PASSWORD), approvals=approvals)  # type: ignore[arg-type]
     try:
         agent = sim.clusters[0].agents[0]
         status, req = await step(controller, make("gone", agent.url, force=True, approval="Manual"))

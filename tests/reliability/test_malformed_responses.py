@@ -11,7 +11,6 @@ SecretReader (the only stand-in: reading Kubernetes is not what is tested here).
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import logging
 import threading
@@ -25,9 +24,8 @@ from aiohttp import web
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from obstop.controller.agent_policy import ALLOWED_AGENTS
+from controller_helpers import StaticSecrets
 from obstop.controller.decisions import next_step
-from obstop.controller.secrets import SecretData
 from obstop.controller.settings import Settings
 from obstop.controller.status import RequestStatus
 from obstop.controller.stop import Controller, Request
@@ -229,14 +227,6 @@ def test_an_oversized_answer_is_refused(agent: FakeAgent) -> None:
 # One controller step
 
 
-class FakeSecrets:
-    """Stand-in for SecretReader (which reads the Kubernetes API): always the password."""
-
-    async def read(self, namespace: str, name: str) -> SecretData:
-        encoded = base64.b64encode(PASSWORD.encode()).decode()
-        return SecretData(namespace, name, {ALLOWED_AGENTS: "127.0.0.0/8:*"}, {"password": encoded})
-
-
 def _status_for(step: str, agent: FakeAgent) -> dict[str, Any]:
     now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     if step == "record":
@@ -271,7 +261,7 @@ def test_one_step_always_leaves_a_clear_status(
     request = Request("default", "fuzz", "uid-fuzz", 1, spec, RequestStatus.from_wire(old))
 
     async def run() -> Any:
-        controller = Controller(Settings(obshell_timeout_seconds=5, health_port=0), FakeSecrets())  # type: ignore[arg-type]
+        controller = Controller(Settings(obshell_timeout_seconds=5, health_port=0), StaticSecrets(PASSWORD))  # type: ignore[arg-type]
         try:
             return await controller.step(request, logging.getLogger("fuzz"))
         finally:
