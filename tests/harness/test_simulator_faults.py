@@ -3,10 +3,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -123,10 +125,11 @@ def test_simulator_thread_for_synchronous_code() -> None:
         httpx.get(f"{first.url}/api/v1/status")
 
 
-def test_cli_prints_agents_then_ready_and_stops_on_sigterm() -> None:
+@contextlib.contextmanager
+def sim_cli(*args: str) -> Iterator[tuple[subprocess.Popen[str], list[list[str]]]]:
+    """`obstop sim ARGS` running, with the words of each line it printed up to `ready`; killed if still up."""
     env = {**os.environ, "OBSTOP_SIM_PASSWORD": PASSWORD}
-    command = [sys.executable, "-m", "obstop.cli", "sim", "--port", "0", "--zones", "2"]
-    command += ["--servers-per-zone", "2", "--clusters", "2", "--stage-seconds", "0.05", "--key-bits", "512"]
+    command = [sys.executable, "-m", "obstop.cli", "sim", "--port", "0", *args]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
         assert process.stdout is not None
@@ -135,6 +138,27 @@ def test_cli_prints_agents_then_ready_and_stops_on_sigterm() -> None:
             lines.append(line.split())
             if line.strip() == "ready":
                 break
+        yield process, lines
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+
+
+def test_cli_prints_agents_then_ready_and_stops_on_sigterm() -> None:
+    args = (
+        "--zones",
+        "2",
+        "--servers-per-zone",
+        "2",
+        "--clusters",
+        "2",
+        "--stage-seconds",
+        "0.05",
+        "--key-bits",
+        "512",
+    )
+    with sim_cli(*args) as (process, lines):
         agents = [line for line in lines if line[0] == "agent"]
         assert len(agents) == 8 and {a[3] for a in agents} == {"cluster0", "cluster1"}
         assert [a[2] for a in agents[:4]] == ["zone1", "zone1", "zone2", "zone2"]
@@ -144,10 +168,6 @@ def test_cli_prints_agents_then_ready_and_stops_on_sigterm() -> None:
         out, err = process.communicate(timeout=10)
         assert process.returncode == 0, err
         assert "stopped" in out and PASSWORD not in out + err
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
 
 
 def test_cli_without_a_password_refuses_to_start() -> None:
@@ -159,27 +179,7 @@ def test_cli_without_a_password_refuses_to_start() -> None:
 
 
 def test_cli_serves_the_obshell_release_asked_for() -> None:
-    env = {**os.environ, "OBSTOP_SIM_PASSWORD": PASSWORD}
-    command = [
-        sys.executable,
-        "-m",
-        "obstop.cli",
-        "sim",
-        "--port",
-        "0",
-        "--zones",
-        "1",
-        "--obshell-version",
-        "4.2.6",
-    ]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    try:
-        assert process.stdout is not None
-        lines = []
-        for line in process.stdout:
-            lines.append(line.split())
-            if line.strip() == "ready":
-                break
+    with sim_cli("--zones", "1", "--obshell-version", "4.2.6") as (process, lines):
         release = next(line for line in lines if line[0] == "release")
         assert release[1:3] == ["4.2.6.0", f"4.2.6.0-{DEFAULT_BUILD}"] and release[3] == "512-bit"
         url = next(line for line in lines if line[0] == "agent")[4]
@@ -193,10 +193,6 @@ def test_cli_serves_the_obshell_release_asked_for() -> None:
         process.send_signal(signal.SIGTERM)
         process.communicate(timeout=10)
         assert process.returncode == 0
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
 
 
 @pytest.mark.parametrize("version", ["4.2.1.0", "four", "4.4"])
