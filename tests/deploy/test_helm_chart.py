@@ -129,7 +129,7 @@ def grants(verbs: str, group: str, *resources: str) -> set[tuple[str, str, str]]
 
 # What the controller calls on the API, as documented in templates/rbac.yaml.
 NAMESPACED_RULES = (
-    grants("list watch patch", "obshell.oceanbase.com", "obstoprequests")
+    grants("list watch", "obshell.oceanbase.com", "obstoprequests")
     | grants("patch", "obshell.oceanbase.com", "obstoprequests/status")
     | grants("list", "obshell.oceanbase.com", "obstopapprovals")
     | grants("get", "", "secrets")

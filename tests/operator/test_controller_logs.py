@@ -1,9 +1,9 @@
 """Pins how the controller's log reads on a real run: the pinned Kopf, a real kube-apiserver, the simulator.
 
-Each step ends with a kopf.TemporaryError that schedules the next one, which Kopf logs at ERROR. The controller
-demotes those lines by matching its own text only (obstop.controller.main.NEXT_STEP), not Kopf's wording. If a
-Kopf upgrade stops putting the exception's text in its line, or logs it elsewhere, this test fails instead of the
-controller silently reporting every poll as an error.
+Kopf calls the controller's event handler for every watch event of a request and logs a line at INFO after each
+call. The controller demotes those lines by matching its own handler id only (obstop.controller.main.HANDLER_ID),
+not Kopf's wording. If a Kopf upgrade stops putting the id in its line, or logs it elsewhere, this test fails
+instead of the controller's log filling with one line per event.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from obstop.controller.main import NEXT_STEP
+from obstop.controller.main import HANDLER_ID
 from obstop.testing.controlplane import ControlPlane
 from obstop.testing.stack import Stack, stop_request
 
@@ -43,17 +43,18 @@ def run_one(s: Stack, name: str, cluster: int, env: dict[str, str]) -> list[dict
     return records
 
 
-def test_a_normal_stop_logs_no_error_and_the_next_steps_at_debug(stack: Stack) -> None:
+def test_a_normal_stop_logs_no_error_and_each_event_at_debug(stack: Stack) -> None:
     records = run_one(stack, "quiet", 0, {})
     assert records, "no JSON log records: the log format changed"
     errors = [r for r in records if r.get("severity", r.get("level", "")).lower() in ("error", "critical")]
     assert errors == [], errors
-    assert not [r for r in records if NEXT_STEP in r.get("message", "")], "next-step lines above DEBUG"
+    assert not [r for r in records if HANDLER_ID in r.get("message", "")], "per-event lines above DEBUG"
+    assert any("finished: Succeeded" in r.get("message", "") for r in records), "the controller's own lines"
 
-    # With DEBUG on, Kopf's line for our TemporaryError is there, carrying our text, demoted to debug.
+    # With DEBUG on, Kopf's line after each call is there, carrying our id, demoted to debug.
     debug = run_one(stack, "verbose", 1, {"OBSTOP_LOG_LEVEL": "DEBUG"})
-    steps = [r for r in debug if NEXT_STEP in r.get("message", "")]
-    assert steps, (
-        "Kopf no longer logs the TemporaryError with its text: the filter in main.py matches nothing"
+    calls = [r for r in debug if f"'{HANDLER_ID}'" in r.get("message", "") and "succeeded" in r["message"]]
+    assert len(calls) >= 3, (
+        "Kopf no longer logs its handler calls with the id: the filter in main.py matches nothing"
     )
-    assert {r.get("severity", r.get("level", "")).lower() for r in steps} == {"debug"}, steps[:3]
+    assert {r.get("severity", r.get("level", "")).lower() for r in calls} == {"debug"}, calls[:3]

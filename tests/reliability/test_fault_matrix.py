@@ -214,20 +214,27 @@ def test_conflicts_on_status_writes(stack: Stack, cluster: int) -> None:
     assert any(w.status == 200 for w in writes[3:]), writes
 
 
-def test_every_write_refused_with_409_until_the_waker_touches(stack: Stack, cluster: int) -> None:
-    """409 Conflict to the first two patches of the request whatever they are: Kopf's first write (the
-    annotations, so the status write never follows) and the waker's first touch. No change reaches the server,
-    so nothing calls the handler again; the controller's waker touches the overdue request
-    (OBSTOP_STALL_SECONDS=3 in Stack), once refused, then accepted. Expected: Succeeded with one stop, the
-    controller's log saying it woke the request."""
+def test_every_status_write_refused_with_409_for_a_while(stack: Stack, cluster: int) -> None:
+    """409 Conflict to the first four status writes of the request, the submission record and the DAG id among
+    them. The controller keeps each step's outcome and writes it again with back-off (1+2+4 s) instead of
+    dropping it. Expected: Succeeded with one stop; the refusals logged without the API's text; and nothing but
+    the status is ever written to the request (no annotation, no touch)."""
     proxy = proxy_of(stack)
-    refusal = proxy.inject(409, verb="patch", resource="obstoprequests", name="refused", times=2)
+    refusal = proxy.inject(
+        409, verb="patch", resource="obstoprequests", subresource="status", name="refused", times=4
+    )
     stack.create(stop_request("refused", stack.agent(cluster), force=True))
     _succeeded_once(stack, "refused", cluster)
     assert refusal.exhausted
     log = stack.controller_logs()
-    assert f"[{stack.namespace}/refused] could not wake the request: ConflictException" in log
-    assert f"[{stack.namespace}/refused] woke a request whose next step was overdue" in log
+    refused = [
+        line
+        for line in log.splitlines()
+        if f"[{stack.namespace}/refused] could not write the status (" in line
+    ]
+    assert len(refused) == 4 and all("HTTP 409)" in line for line in refused), refused
+    patched = {w.subresource for w in proxy.recorded(verb="patch", resource="obstoprequests", name="refused")}
+    assert patched == {"status"}, patched
 
 
 def test_api_server_5xx_on_status_writes_and_secret_reads(stack: Stack, cluster: int) -> None:

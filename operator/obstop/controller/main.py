@@ -1,8 +1,8 @@
 """All Kopf registrations and settings of the controller, in one place.
 
-One change handler drives a request from creation to a terminal phase. It asks Kopf to call it again after
-each step (a TemporaryError with a delay) instead of using a daemon: daemons need a finalizer, and a
-finalizer would make deleting a request hang while the controller is down.
+Kopf watches the requests and hands each event to the followers (follow.py), which run the steps, write the
+status and post the events. Kopf itself writes nothing to a request: there is no change handler, no daemon and
+no finalizer (a finalizer would make deleting a request hang while the controller is down).
 """
 
 from __future__ import annotations
@@ -16,31 +16,27 @@ from typing import Any
 import kopf
 from kubernetes.client import CustomObjectsApi
 
-from obstop.controller import decisions
 from obstop.controller.approvals import ApprovalReader
-from obstop.controller.decisions import Decision
+from obstop.controller.follow import Followers, status_patcher
 from obstop.controller.metrics import Metrics, serve
 from obstop.controller.resource import GROUP, PLURAL, VERSION
 from obstop.controller.secrets import SecretReader, kubernetes_client
 from obstop.controller.settings import Settings
-from obstop.controller.status import RequestStatus, parse_time
-from obstop.controller.stop import Controller, Request
-from obstop.controller.waker import annotation_toucher, wake_overdue
+from obstop.controller.stop import Controller
 
 registry = kopf.OperatorRegistry()
 
-HANDLER_ID = "stop"
-# Marks the TemporaryError used to schedule the next step, so its log line is not reported as an error. Only
-# our own text is matched (Kopf puts the exception's text in its line), not Kopf's wording around it: a Kopf
-# upgrade that rewords its line keeps working (tests/operator/test_controller_logs.py pins it on a real run).
-NEXT_STEP = "obstop: next step in"
+# The id of the one event handler. Kopf logs "Handler '<id>' succeeded." at INFO after every call, i.e. for every
+# watch event; the filter below demotes those lines by our own id only, not Kopf's wording around it
+# (tests/operator/test_controller_logs.py pins it on a real run).
+HANDLER_ID = "obstop-deliver"
 
 
-class _NextStepIsNotAnError(logging.Filter):
-    """Kopf logs every TemporaryError at ERROR level; ours is the normal way of waiting, so log it at DEBUG."""
+class _DeliveryIsNotNews(logging.Filter):
+    """Kopf's per-call line of the event handler is noise at INFO (one per watch event): log it at DEBUG."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno >= logging.WARNING and NEXT_STEP in record.getMessage():
+        if record.levelno == logging.INFO and f"'{HANDLER_ID}'" in record.getMessage():
             record.levelno, record.levelname = logging.DEBUG, "DEBUG"
             return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
         return True
@@ -48,7 +44,8 @@ class _NextStepIsNotAnError(logging.Filter):
 
 def configure_kopf(kopf_settings: kopf.OperatorSettings, settings: Settings) -> None:
     prefix = settings.annotation_prefix
-    # Keep Kopf's bookkeeping in our own annotations, not in status (the CRD's status schema is closed).
+    # Kopf stores nothing on a request (no change handlers), but if it ever did, in our annotations and not in
+    # status (the CRD's status schema is closed).
     kopf_settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=prefix)
     kopf_settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=prefix)
     kopf_settings.persistence.finalizer = f"{prefix}/finalizer"  # never added: no handler requires one
@@ -67,7 +64,7 @@ def configure_kopf(kopf_settings: kopf.OperatorSettings, settings: Settings) -> 
         # default would all wait forever. A random priority per process makes exactly one of them the leader.
         kopf_settings.peering.priority = random.randint(1, 2**31 - 1)
     for name in ("kopf.objects", "kopf"):
-        logging.getLogger(name).addFilter(_NextStepIsNotAnError())
+        logging.getLogger(name).addFilter(_DeliveryIsNotNews())
 
 
 @kopf.on.startup(registry=registry)
@@ -86,8 +83,13 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         await ensure_peering(
             CustomObjectsApi(api_client), ours.peering, ours.namespaces, logging.getLogger("obstop")
         )
-    touch = annotation_toucher(CustomObjectsApi(api_client), f"{ours.annotation_prefix}/wake")
-    memo["waker"] = asyncio.create_task(wake_overdue(controller.runtimes, touch, ours.stall_seconds))
+    memo["followers"] = Followers(
+        controller,
+        status_patcher(CustomObjectsApi(api_client)),
+        post_event,
+        stall_seconds=ours.stall_seconds,
+        retry_max_seconds=ours.retry_max_seconds,
+    )
 
 
 class PeeringUnavailable(kopf.PermanentError):
@@ -150,60 +152,32 @@ def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
 @kopf.on.cleanup(registry=registry)
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     controller: Controller | None = memo.get("controller")
-    if memo.get("waker") is not None:
-        memo["waker"].cancel()
+    if memo.get("followers") is not None:
+        await memo["followers"].aclose()
     if controller is not None:
         await controller.aclose()
     if memo.get("health") is not None:
         await memo["health"].cleanup()
 
 
-def _deleted(type: str, **_: Any) -> bool:
-    return type == "DELETED"
+@kopf.on.event(GROUP, VERSION, PLURAL, id=HANDLER_ID, registry=registry)
+async def deliver(type: str | None, body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
+    """Every watch event of a request goes to its follower (follow.py); nothing is written here.
 
-
-# Filtered by `when`: Kopf logs every handler call at INFO, and this one would otherwise run on every event.
-@kopf.on.event(GROUP, VERSION, PLURAL, registry=registry, when=_deleted)
-async def forget_deleted(type: str, meta: kopf.Meta, memo: kopf.Memo, **_: Any) -> None:
-    """Tidies the controller's memory of a deleted request (its appointment with the waker, its metrics).
-
-    Not a delete handler: with no finalizer, Kopf sees a deleted request only as a DELETED watch event and runs
-    no delete handler at all (not even an optional one), so the raw event is the one signal there is.
+    Also the DELETED event: with no finalizer, Kopf runs no delete handler at all, so the raw event is the one
+    signal that a request is gone. Quick, and async so that it runs in Kopf's worker of the request, in order
+    (Kopf runs a sync handler in a thread).
     """
-    controller: Controller | None = memo.get("controller")
-    if controller is not None:
-        controller.forget(meta.uid or "")
+    followers: Followers | None = memo.get("followers")
+    if followers is not None:
+        followers.deliver(type, body, logger)
 
 
-@kopf.on.create(GROUP, VERSION, PLURAL, id=HANDLER_ID, registry=registry, retries=None)
-async def follow_request(
-    body: kopf.Body,
-    meta: kopf.Meta,
-    spec: kopf.Spec,
-    status: kopf.Status,
-    patch: kopf.Patch,
-    memo: kopf.Memo,
-    logger: kopf.Logger,
-    **_: Any,
-) -> None:
-    controller: Controller = memo["controller"]
-    request = Request(
-        namespace=meta.namespace or "",
-        name=meta.name or "",
-        uid=meta.uid or "",
-        generation=int(meta.get("generation") or 1),
-        spec=dict(spec),
-        status=RequestStatus.from_wire(_plain(status)),
-        annotations=dict(meta.annotations or {}),
-        created=parse_time(meta.get("creationTimestamp")),
-    )
-    decision = await controller.step(request, logger)
-    _write_status(patch, _plain(status), decision)
-    for event in decision.events:
-        kopf.event(body, type=event.type, reason=event.reason, message=fit_event_message(event.message))
-    if decision.next_step_in is not None:
-        delay = decision.next_step_in
-        raise kopf.TemporaryError(f"{NEXT_STEP} {delay:.2f}s", delay=delay)
+def post_event(body: Mapping[str, Any], type: str, reason: str, message: str) -> None:
+    """A Kubernetes event about the request, through Kopf's poster (it runs in the follower's task, which
+    inherits the poster's queue from the event handler that started it)."""
+    about = body if isinstance(body, kopf.Body) else kopf.Body(dict(body))  # type: ignore[arg-type]
+    kopf.event(about, type=type, reason=reason, message=fit_event_message(message))
 
 
 EVENT_MESSAGE_BYTES = (
@@ -219,30 +193,3 @@ def fit_event_message(message: str) -> str:
     ellipsis = "…"
     room = EVENT_MESSAGE_BYTES - len(ellipsis.encode())
     return encoded[:room].decode("utf-8", "ignore") + ellipsis
-
-
-@kopf.on.update(GROUP, VERSION, PLURAL, field="spec", registry=registry)
-async def spec_reordered(meta: kopf.Meta, status: kopf.Status, patch: kopf.Patch, **_: Any) -> None:
-    """The only spec change the CRD admits is a reorder of a set list: acknowledge the generation, act on nothing.
-    (While the stop runs, the next step picks the generation up itself: Kopf runs update handlers only once
-    the creation is handled.)"""
-    old = _plain(status)
-    generation = int(meta.get("generation") or 1)
-    _write_status(patch, old, decisions.acknowledged(RequestStatus.from_wire(old), generation))
-
-
-def _plain(value: Any) -> Any:
-    """Deep copy of a Kopf body view into plain dicts and lists."""
-    if isinstance(value, dict) or hasattr(value, "items"):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return value
-
-
-def _write_status(patch: kopf.Patch, old: Mapping[str, Any], decision: Decision) -> None:
-    """Merge-patch only what changed; a key that disappeared is deleted with null."""
-    new = decision.status.to_wire()
-    for key in set(old) | set(new):
-        if old.get(key) != new.get(key):
-            patch.status[key] = new.get(key)

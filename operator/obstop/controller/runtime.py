@@ -1,13 +1,12 @@
 """What this controller process keeps about each live request besides its status: one object per request.
 
 The status (status.py) is what survives a restart; this is what does not need to: the DAG's pace, whether a
-POST of this process may have landed, when the next step is due, and the metrics bookkeeping. `Runtimes` creates
+POST of this process may have landed, and the metrics bookkeeping. `Runtimes` creates
 each object on a request's first step and forgets it in one place (deletion, or the end of a request).
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -26,12 +25,8 @@ class RequestRuntime:
     # POST: looking otherwise could adopt a concurrent request's DAG. A new process knows nothing: True.
     may_have_landed: bool = True
     clock: StageClock | None = None  # the DAG's pace, once a DAG is followed
-    due: float | None = None  # monotonic time of the next step, for the waker; None when none is expected
     phase: Phase | None = None  # as counted in the obstop_requests gauge
     polls: int = 0  # DAG polls so far (the obstop_polls_per_request histogram)
-
-    def expect_next_step(self, delay: float | None) -> None:
-        self.due = None if delay is None else time.monotonic() + delay
 
 
 class Runtimes:
@@ -51,11 +46,6 @@ class Runtimes:
 
     def forget(self, uid: str) -> RequestRuntime | None:
         return self._by_uid.pop(uid, None)
-
-    def overdue(self, grace: float) -> list[RequestRuntime]:
-        """Requests whose next step is more than `grace` seconds late."""
-        now = time.monotonic()
-        return [r for r in self._by_uid.values() if r.due is not None and now > r.due + grace]
 
     def __iter__(self) -> Iterator[RequestRuntime]:
         return iter(list(self._by_uid.values()))

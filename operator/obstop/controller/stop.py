@@ -1,8 +1,8 @@
 """One step of an ObStopRequest: the calls to obshell around the pure decisions of decisions.py.
 
 spec -> (record the submission) -> look for an earlier DAG if a stop may have landed, else POST /api/v1/ob/stop
--> poll the main DAG -> status. Each step returns a Decision; the Kopf handler (main.py) writes it and schedules
-the next step.
+-> poll the main DAG -> status. Each step returns a Decision; the request's follower (follow.py) writes it and
+waits for the next step.
 """
 
 from __future__ import annotations
@@ -87,7 +87,6 @@ class Controller:
         runtime = self.runtimes.get(req.uid, req.namespace, req.name)
         decision = await self._step(req, runtime, logger)
         self._account(req, runtime, decision)
-        runtime.expect_next_step(decision.next_step_in)
         return decision
 
     def _account(self, req: Request, runtime: RequestRuntime, decision: Decision) -> None:
@@ -106,8 +105,8 @@ class Controller:
         at = At(req.generation, datetime.now(UTC))
         status = req.status
         step = decisions.next_step(status)
-        if step is Step.DONE:
-            return Decision(status, None)
+        if step is Step.DONE:  # a reorder of a set list after the end: acknowledge the generation, do nothing
+            return decisions.acknowledged(status, req.generation)
         try:
             spec = parse_spec(req.spec)
         except InvalidSpec as exc:
