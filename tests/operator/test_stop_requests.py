@@ -104,8 +104,10 @@ def test_each_scope_and_mode_succeeds_with_exactly_one_stop(
     assert len(stops) == 1 and stops[0].dag_id == status["dag"]["id"]
     assert stops[0].params["scope"] == {"type": scope, "target": targets}
     assert stops[0].params["forcePassDag"] == {"id": []}
-    reasons = [e["reason"] for e in stack.events(name)]
-    assert "Submitted" in reasons and "Succeeded" in reasons
+    # Kopf posts events in the background, after the status patch: the Succeeded event may come a moment later.
+    wait_until(
+        lambda: {"Submitted", "Succeeded"} <= {e["reason"] for e in stack.events(name)}, 10, "the events"
+    )
 
 
 def test_failed_dag_reports_the_failing_node_and_log(stack: Stack, cluster: int) -> None:
