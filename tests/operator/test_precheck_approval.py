@@ -121,8 +121,12 @@ def test_a_dry_run_reports_and_stops_nothing(stack: Stack) -> None:
 
 
 def test_a_missing_zone_is_refused_before_any_post(stack: Stack) -> None:
+    """By the full pre-check of a dry run (an automatic request leaves it to obshell's POST:
+    tests/operator/test_stop_requests.py)."""
     before = len(stack.sim.stops())
-    stack.create(stop_request("nozone", stack.agent(0), scope="ZONE", targets=["zone7"], force=True))
+    stack.create(
+        stop_request("nozone", stack.agent(0), scope="ZONE", targets=["zone7"], force=True, dry_run=True)
+    )
     status = stack.wait_for("nozone", timeout=60)
     assert status["phase"] == "Failed" and status["reason"] == "TargetNotFound", status
     assert "zone7" in status["message"] and "zone1, zone2, zone3" in status["message"], status["message"]

@@ -70,6 +70,24 @@ def test_a_mysql_error_can_pass_and_a_non_cluster_identity_cannot() -> None:
     assert answer(500, {"code": 1010, "message": "Known error: agent under maintenance"}).transient
 
 
+def test_a_stop_refused_at_the_post_says_nothing_was_stopped_only_when_none_landed() -> None:
+    """obshell validates before it creates a DAG: an enveloped refusal stopped nothing, unless an earlier POST of
+    the request may have landed where the agent cannot show it."""
+    zone = answer(400, {"errCode": "OB.Zone.NotExist", "message": "Zone 'zone9' does not exist"})
+    reason, message = answers.stop_refused(zone, none_landed=True)
+    assert reason == "OB.Zone.NotExist" and "zone9" in message and message.endswith("nothing was stopped")
+    old = answer(400, {"code": 1001, "message": "Illegal argument: zone 'zone9' not exist"})  # before 4.3.1.0
+    assert answers.stop_refused(old, none_landed=True) == (
+        "HTTP400",
+        answers.permanent_error(old)[1] + answers.NOTHING_STOPPED,
+    )
+    assert "nothing was stopped" not in answers.stop_refused(zone, none_landed=False)[1]
+    page = ObshellApiError(
+        404, "<html>not found</html>", enveloped=False
+    )  # a proxy's page, not obshell's answer
+    assert "nothing was stopped" not in answers.stop_refused(page, none_landed=True)[1]
+
+
 def test_only_record_not_found_says_a_dag_is_gone() -> None:
     assert answer(404, {"code": 2300, "message": "Task not found: record not found"}).is_record_not_found
     assert answer(

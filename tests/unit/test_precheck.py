@@ -10,7 +10,7 @@ from obstop.controller.approvals import ApprovalObject, choose
 from obstop.controller.decisions import At
 from obstop.controller.precheck import Survey
 from obstop.controller.resource import Phase, parse_spec
-from obstop.controller.status import RequestStatus
+from obstop.controller.status import Checks, RequestStatus
 from obstop.obshell import AgentInfo, AgentStatus, DagDetail, ObInfo, ObshellApiError, ids
 
 NOW = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
@@ -187,6 +187,35 @@ def test_transitions_dry_run_manual_automatic_and_refused() -> None:
     refused = precheck.evaluate(spec(scope={"type": "ZONE", "target": ["nope"]}), survey(), NOW)
     failed = precheck.checked(RequestStatus(), spec(dryRun=True), refused, at, poll=5)
     assert not isinstance(failed, RequestStatus) and failed.status.phase is Phase.FAILED
+
+
+def test_only_a_dry_run_or_a_request_to_approve_gets_the_full_survey() -> None:
+    assert precheck.full_survey(spec(dryRun=True)) and precheck.full_survey(spec(approval="Manual"))
+    assert not precheck.full_survey(spec()) and not precheck.full_survey(spec(approval="Automatic"))
+
+
+def locks_only(**changes: Any) -> Survey:
+    base: dict[str, Any] = {"receiver": survey().receiver, "maintenance": (), "checks": Checks.LOCKS}
+    return Survey(**{**base, **changes})
+
+
+def test_a_lock_check_refuses_as_the_full_one_and_claims_no_more() -> None:
+    at = At(1, NOW)
+    held = locks_only(maintenance=(sub_dag(AGENTS[1]),), main_dags={MAIN: main_dag()})
+    refused = precheck.evaluate(spec(scope={"type": "ZONE", "target": ["zoneX"]}), held, NOW)
+    assert refused.refusal is not None and refused.refusal[0] == "LocksHeld"  # the targets are obshell's
+    assert refused.precheck.checks is Checks.LOCKS and refused.precheck.lock_holders
+    failed = precheck.checked(RequestStatus(), spec(), refused, at, poll=5)
+    assert not isinstance(failed, RequestStatus) and failed.status.phase is Phase.FAILED
+    assert failed.status.condition("Validated").status == "False"  # type: ignore[union-attr]
+    clean = precheck.evaluate(spec(force=False, terminate=True), locks_only(), NOW)
+    assert clean.passed and "only the agents' locks" in clean.summary
+    assert clean.precheck.cluster == "agent 10.0.0.1:2886 (obshell 4.5.0.0)", clean.precheck
+    automatic = precheck.checked(RequestStatus(), spec(), clean, at, poll=5)
+    assert isinstance(automatic, RequestStatus) and automatic.precheck == clean.precheck
+    assert automatic.condition("Validated") is None  # nothing validated beyond the locks
+    dry = precheck.checked(RequestStatus(), spec(dryRun=True), clean, at, poll=5)
+    assert not isinstance(dry, RequestStatus) and dry.done  # a dry run never goes on to the stop
 
 
 def approval(

@@ -170,6 +170,18 @@ def lock_holders(dag: DagDetail) -> list[str]:
     return found
 
 
+NOTHING_STOPPED = "; obshell created no stop DAG: nothing was stopped"
+
+
+def stop_refused(error: ObshellApiError, *, none_landed: bool) -> tuple[str, str]:
+    """(reason, message) for a stop POST that obshell answered with an error envelope: it validates the scope,
+    the targets and the observer before it creates a DAG (agent/api/obcluster_handler.go obStopHandler,
+    agent/executor/ob/stop.go HandleObStop), so this POST stopped nothing; `none_landed`: no earlier POST of the
+    request did either (none was sent, or none is on the agent)."""
+    reason, message = permanent_error(error)
+    return reason, message + (NOTHING_STOPPED if none_landed and error.enveloped else "")
+
+
 def permanent_error(error: ObshellError) -> tuple[str, str]:
     """(reason, message) for an error that retrying cannot fix."""
     text = describe_error(error)

@@ -1,11 +1,15 @@
 """The pre-check, pure: what the agent said before a stop (a Survey) -> what obshell would refuse or what would
 surprise a person (a Verdict), and the transitions it leads to (Validated, AwaitingApproval, approved).
 
-No I/O here: survey.py makes the calls, stop.py puts them together. Everything is read from the agent's own
-answers (fact sheet §3.2, §3.5, §5): the targets from its agent table (`GET /api/v1/ob/info` agent_info, which
+No I/O here: prestop.py makes the calls, stop.py puts them together. Everything is read from the agent's own
+answers (fact sheet §3.2, §3.5, §5). The full survey, made where a person reads it before anything is sent
+(spec.dryRun, spec.approval Manual): the targets from its agent table (`GET /api/v1/ob/info` agent_info, which
 answers with OB down too), the observers' state from the topology (read from OB: empty while OB is down), which
 agents answer (`GET /api/v1/agents/status`), the agents' locks (`GET /api/v1/task/dag/maintain/agents`, as
 obshell's CLI pre-checks) and, for a ZONE stop on obshell 4.4.1.0+, the agent's own per-zone stop check.
+An automatic request asks for the locks only (Checks.LOCKS): obshell accepts a stop whose agents are locked and
+fails its DAG later, but refuses a missing target, an unavailable observer and the 4.4.1.0+ zone checks at the
+POST itself (agent/api/obcluster_handler.go isEmergencyMode, agent/executor/ob/stop.go CheckStopObParam).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from obstop.controller.decisions import At, Decision, Event
 from obstop.controller.resource import ApprovalMode, ObStopRequestSpec, Phase
 from obstop.controller.status import (
     Approval,
+    Checks,
     ConditionType,
     EventReason,
     LockHolder,
@@ -62,6 +67,7 @@ class Survey:
     main_dags: Mapping[str, DagDetail | None] = field(default_factory=dict)  # main id -> its DAG, if readable
     zone_checks: Mapping[str, ObshellApiError | None] = field(default_factory=dict)  # zone -> refusal or None
     skipped: tuple[str, ...] = ()
+    checks: Checks = Checks.FULL  # LOCKS: only `maintenance` and `main_dags` were asked for
 
 
 @dataclass(frozen=True)
@@ -73,6 +79,11 @@ class Verdict:
     @property
     def passed(self) -> bool:
         return self.refusal is None
+
+
+def full_survey(spec: ObStopRequestSpec) -> bool:
+    """Whether a person reads the pre-check before anything is sent: a dry run, or a request to approve."""
+    return spec.dry_run or spec.approval is ApprovalMode.MANUAL
 
 
 def version_numbers(version: str) -> tuple[int, ...]:
@@ -169,6 +180,7 @@ def evaluate(spec: ObStopRequestSpec, survey: Survey, now: datetime) -> Verdict:
     warnings += _target_notes(spec, survey)
     precheck = Precheck(
         checked_at=now,
+        checks=survey.checks,
         receiver=receiver,
         obshell_version=info.version or None,
         cluster=cluster,
@@ -177,7 +189,11 @@ def evaluate(spec: ObStopRequestSpec, survey: Survey, now: datetime) -> Verdict:
         skipped=skipped[:MAX_LISTED],
         lock_holders=holders[:MAX_LISTED],
     )
-    parts = [f"pre-check passed: {cluster}" if refusal is None else cluster]
+    if survey.checks is Checks.LOCKS:
+        head = f"{cluster}: only the agents' locks were checked"
+        parts = [f"{head}, none in the way" if refusal is None else head]
+    else:
+        parts = [f"pre-check passed: {cluster}" if refusal is None else cluster]
     parts += [f"note: {w}" for w in warnings[:MAX_LISTED]]
     parts += [f"skipped: {s}" for s in skipped[:MAX_LISTED]]
     return Verdict(precheck, refusal, "; ".join(parts))
@@ -191,13 +207,16 @@ def checked(
     status: RequestStatus, spec: ObStopRequestSpec, verdict: Verdict, at: At, *, poll: float
 ) -> Decision | RequestStatus:
     """A fresh pre-check: Failed (refused), Validated (dry run), AwaitingApproval (Manual), or the status to
-    go on from (the stop is recorded in the same step)."""
+    go on from (the stop is recorded in the same step). An automatic request's lock check (Checks.LOCKS) sets
+    the Validated condition only to refuse: passing it validates nothing else."""
     new = decisions.begin(status, at).status
     new.precheck = verdict.precheck
     if verdict.refusal is not None:
         reason, message = verdict.refusal
         new.set_condition(ConditionType.VALIDATED, False, reason, message, at.generation, at.now)
         return decisions.failed(new, reason, message, at)
+    if verdict.precheck.checks is Checks.LOCKS and not full_survey(spec):
+        return new
     new.set_condition(ConditionType.VALIDATED, True, Reason.VALIDATED, verdict.summary, at.generation, at.now)
     if spec.dry_run:
         new.completion_time = at.now

@@ -16,7 +16,7 @@ from obstop.controller.metrics import Metrics
 from obstop.controller.precheck import Survey, Verdict
 from obstop.controller.resource import ObStopRequestSpec
 from obstop.controller.settings import Settings
-from obstop.controller.status import Approval, ConditionType, Reason, RequestStatus
+from obstop.controller.status import Approval, Checks, ConditionType, Reason, RequestStatus
 from obstop.obshell import AgentInfo, DagDetail, ObshellApiError, ObshellClient, ObshellError, ScopeType
 
 _T = TypeVar("_T")
@@ -115,41 +115,77 @@ class PreStop:
         self, spec: ObStopRequestSpec, client: ObshellClient, info: AgentInfo, now: datetime
     ) -> Verdict:
         with self.metrics.call("precheck"):
-            found = await survey(client, spec, info)
+            if precheck.full_survey(spec):
+                found = await survey(client, spec, info)
+            else:
+                found = await locks_survey(client, info)
         return precheck.evaluate(spec, found, now)
 
 
-async def survey(client: ObshellClient, spec: ObStopRequestSpec, info: AgentInfo) -> Survey:
-    """Ask the agent what the pre-check needs. A route this agent lacks is noted in `skipped` and its check left
-    out: a stop is never refused because its pre-check cannot be made."""
-    skipped: list[str] = []
-    version = info.version or "?"
+class _Asking:
+    """The calls of one pre-check: a route this agent lacks is noted in `skipped` and its check left out, so a
+    stop is never refused because its pre-check cannot be made."""
 
-    async def optional(call: Awaitable[_T], route: str, what: str) -> _T | None:
+    def __init__(self, client: ObshellClient, info: AgentInfo) -> None:
+        self.client = client
+        self.version = info.version or "?"
+        self.skipped: list[str] = []
+
+    async def optional(self, call: Awaitable[_T], route: str, what: str) -> _T | None:
         try:
             return await call
         except ObshellApiError as exc:
             if not exc.is_unknown_route:
                 raise
-            skipped.append(f"{route} is not served by obshell {version}: {what}")
+            self.skipped.append(f"{route} is not served by obshell {self.version}: {what}")
             return None
 
+    async def locks(self) -> tuple[list[DagDetail] | None, dict[str, DagDetail | None]]:
+        """Each agent's last maintenance DAG, and the main DAGs of the start/stop sub-DAGs still holding a lock
+        (to name the id forcePassDag needs). An agent that does not answer the receiving one is left out, not an
+        error (agent/executor/task/dag.go GetAllAgentLastMaintenanceDag)."""
+        maintenance = await self.optional(
+            self.client.maintain_agents(),
+            "GET /api/v1/task/dag/maintain/agents",
+            "the agents' locks not checked",
+        )
+        main_dags: dict[str, DagDetail | None] = {}
+        for main_id in precheck.holders_main_ids(maintenance or []):
+            try:
+                main_dags[main_id] = await self.client.get_dag(main_id, details=False)
+            except ObshellApiError as exc:
+                if exc.transient:
+                    raise
+                main_dags[main_id] = None  # gone or unreadable: the holder is still reported, by its id
+        return maintenance, main_dags
+
+
+async def locks_survey(client: ObshellClient, info: AgentInfo) -> Survey:
+    """An automatic request's pre-check: only the locks, which obshell does not refuse at the POST (it accepts
+    the stop and fails its DAG at 'Make sure all agents are ready', fact sheet §3.5). Missing targets, an
+    unavailable observer and the 4.4.1.0+ zone checks it refuses at the POST itself, before any DAG
+    (agent/executor/ob/stop.go CheckStopObParam): stop.py reports those refusals."""
+    asking = _Asking(client, info)
+    maintenance, main_dags = await asking.locks()
+    return Survey(
+        receiver=info,
+        maintenance=tuple(maintenance) if maintenance is not None else None,
+        main_dags=main_dags,
+        skipped=tuple(asking.skipped),
+        checks=Checks.LOCKS,
+    )
+
+
+async def survey(client: ObshellClient, spec: ObStopRequestSpec, info: AgentInfo) -> Survey:
+    """Everything the pre-check can ask, for a person to read before anything is sent."""
+    asking = _Asking(client, info)
+    optional, skipped, version = asking.optional, asking.skipped, asking.version
     status = await client.status()
     ob_info = await optional(client.ob_info(), "GET /api/v1/ob/info", "targets and observers not checked")
     statuses = await optional(
         client.agents_status(), "GET /api/v1/agents/status", "the other agents' answers not checked"
     )
-    maintenance = await optional(
-        client.maintain_agents(), "GET /api/v1/task/dag/maintain/agents", "the agents' locks not checked"
-    )
-    main_dags: dict[str, DagDetail | None] = {}
-    for main_id in precheck.holders_main_ids(maintenance or []):
-        try:
-            main_dags[main_id] = await client.get_dag(main_id, details=False)
-        except ObshellApiError as exc:
-            if exc.transient:
-                raise
-            main_dags[main_id] = None  # gone or unreadable: the holder is still reported, by its id
+    maintenance, main_dags = await asking.locks()
     zone_checks: dict[str, ObshellApiError | None] = {}
     if spec.scope.type is ScopeType.ZONE:
         if not precheck.needs_zone_check(spec, info.version):

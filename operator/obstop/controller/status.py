@@ -234,10 +234,19 @@ class LockHolder(_Wire):
     force_passed: bool = Field(False, alias="forcePassed")  # main_dag_id is in spec.forcePassDag
 
 
+class Checks(StrEnum):
+    """How much the pre-check asked the agent."""
+
+    FULL = "Full"  # everything (spec.dryRun, spec.approval Manual): a person reads it before anything is sent
+    LOCKS = "Locks"  # an automatic request: only the agents' locks; obshell refuses the rest at the POST
+
+
 class Precheck(_Wire):
-    """What the agent said before anything was sent (the Validated condition carries the verdict)."""
+    """What the agent said before anything was sent (the Validated condition carries the verdict of a full one;
+    an automatic request's lock check sets it only to refuse)."""
 
     checked_at: OurTime = Field(alias="checkedAt")
+    checks: Checks = Checks.FULL  # absent from statuses written before the light check existed: full ones
     receiver: str | None = None  # ip:port of the agent asked
     obshell_version: str | None = Field(None, alias="obshellVersion")
     cluster: str = ""  # the cluster's state, one line

@@ -237,6 +237,9 @@ class Controller:
                 runtime.may_have_landed = False
             if isinstance(exc, ObshellApiError) and exc.is_force_stop_required:
                 return await self._force_stop_required(req, client, exc, at, blind=blind)
+            if isinstance(exc, ObshellApiError) and not exc.transient:
+                # Refused at the POST (a missing target, a bad password): terminal, and said so.
+                return decisions.failed(req.status, *answers.stop_refused(exc, none_landed=not blind), at)
             return self._submit_failed(req, exc, at)
         logger.info("stop DAG %s submitted (%s, %s)", dag.id, spec.scope.type.value, spec.mode)
         runtime.clock = pacing.StageClock(dag.stage, time.monotonic())
@@ -281,6 +284,7 @@ class Controller:
             reason, message = answers.permanent_error(exc)
             if agent is not None:
                 message += " (the agent reports its observer process is not running)"
+            message += answers.NOTHING_STOPPED if not blind else ""
             if blind:
                 # An earlier POST of this request may have landed and done the stop, and this agent keeps no
                 # history to tell (the DAG list route came with obshell 4.3.0.0): say so, never claim either way.
