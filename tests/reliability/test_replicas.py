@@ -127,3 +127,60 @@ def test_two_replicas_at_once_never_submit_twice(control_plane: ControlPlane) ->
         for index, name in enumerate(names):
             assert statuses[name]["phase"] == "Succeeded", statuses[name]
             assert len(landed_on(s, index)) == 1 and len(stops_on(s, index)) == 1, name
+
+
+@pytest.mark.skipif(not (HELM.exists() and KUBECTL.exists()), reason="the pinned helm/kubectl: ./dev setup")
+def test_a_replica_paused_by_peering_stops_following(control_plane: ControlPlane) -> None:
+    """A replica (priority 1) follows four running stops; a second one with a higher priority (2) joins, as in a
+    rolling update, and Kopf pauses the first. The controller schedules its own steps (follow.py), so Kopf's
+    pause must stop them too: the paused replica's followers stop at their next write, which never comes back
+    through its closed watch. Expected: the new replica finishes every request, the paused one reports none
+    finished after its pause and says it waits for its write, and every cluster got exactly one stop."""
+    with Stack(control_plane=control_plane, clusters=4, stage_seconds=2.0) as s:
+        _install_peering_crds(s)
+        first = s.start_controller("--peering", PEERING, env={"OBSTOP_PEERING_PRIORITY": "1"})
+        s.controller = None  # Stack tracks one controller; the test owns both
+        second = None
+        try:
+            wait_until(
+                lambda: len(_peers(s, PEERING)) == 1, timeout=60, what="the first replica announces itself"
+            )
+            names = [f"paused-{index}" for index in range(4)]
+            for index, name in enumerate(names):
+                s.create(stop_request(name, s.agent(index), terminate=True))
+            for name in names:
+                s.wait_for(name, lambda st: st.get("phase") == "Running")
+            first_log = s.workdir / "controller-1.log"
+            second = s.start_controller("--peering", PEERING, env={"OBSTOP_PEERING_PRIORITY": "2"})
+            s.controller = None
+            wait_until(
+                lambda: "Pausing operations in favour of" in first_log.read_text(),
+                timeout=60,
+                what="Kopf pauses the first replica",
+            )
+            paused_at = len(first_log.read_text())
+            statuses = {name: s.wait_for(name, timeout=90) for name in names}
+            after_pause = first_log.read_text()[paused_at:]
+            taken_over = (s.workdir / "controller-2.log").read_text()
+            for name in names:
+                assert not re.search(rf"\[{s.namespace}/{name}\] stop DAG \S+ finished", after_pause), (
+                    after_pause
+                )
+                assert re.search(rf"\[{s.namespace}/{name}\] stop DAG \S+ finished: Succeeded", taken_over), (
+                    name
+                )
+            wait_until(
+                lambda: "has not come back through the watch yet" in first_log.read_text()[paused_at:],
+                timeout=20,
+                what="the paused replica says its follower waits for its own write",
+            )
+            assert first.poll() is None and second.poll() is None
+        finally:
+            for proc in (first, second):
+                if proc is not None and proc.poll() is None:
+                    proc.kill()
+                    proc.wait(10)
+            s.controller = None
+        for index, name in enumerate(names):
+            assert statuses[name]["phase"] == "Succeeded", statuses[name]
+            assert len(landed_on(s, index)) == 1 and len(stops_on(s, index)) == 1, name

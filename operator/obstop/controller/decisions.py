@@ -152,7 +152,6 @@ def observed(status: RequestStatus, dag: DagDetail, at: At, *, next_poll: float)
     """A fresh view of the main DAG; `next_poll` is when to look again if it is not finished (pacing.py)."""
     new = _begun(status, at)
     new.clear_fault()
-    before = status.dag.stage if status.dag is not None else None
     _write_dag(new, dag)
     new.agents = answers.agent_rows(dag) or new.agents
     if dag.finished:
@@ -170,12 +169,9 @@ def observed(status: RequestStatus, dag: DagDetail, at: At, *, next_poll: float)
     message = f"stage {dag.stage}/{dag.max_stage}" + (f": {node}" if node else "")
     new.reason, new.message = Reason.RUNNING, message
     _progressing(new, at, Reason.RUNNING, message)
-    events = (
-        (Event("Normal", EventReason.PROGRESS, message),)
-        if before is not None and before != dag.stage
-        else ()
-    )
-    return Decision(new, next_poll, events)
+    # No event per stage: the status shows it (STAGE in kubectl get, the Ready condition), and each event is one
+    # more API write per stage and request (docs/benchmark.md, part 3).
+    return Decision(new, next_poll)
 
 
 def fault(status: RequestStatus, reason: str, text: str, at: At, settings: Settings) -> Decision:

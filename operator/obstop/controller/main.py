@@ -62,7 +62,7 @@ def configure_kopf(kopf_settings: kopf.OperatorSettings, settings: Settings) -> 
         kopf_settings.peering.mandatory = True
         # Kopf pauses *every* operator when peers share the highest priority, so replicas that all kept the
         # default would all wait forever. A random priority per process makes exactly one of them the leader.
-        kopf_settings.peering.priority = random.randint(1, 2**31 - 1)
+        kopf_settings.peering.priority = settings.peering_priority or random.randint(1, 2**31 - 1)
     for name in ("kopf.objects", "kopf"):
         logging.getLogger(name).addFilter(_DeliveryIsNotNews())
 

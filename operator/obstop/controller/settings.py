@@ -34,7 +34,7 @@ class Settings:
     retry_max_seconds: float = 60.0
     # After a stop whose answer was lost, wait this long before looking for its DAG on the agent (seconds).
     lookup_grace_seconds: float = 2.0
-    # A request whose next step is this late is woken by touching it (a lost Kopf patch, an API outage).
+    # A status write not back through the watch after this long is logged once (a paused replica, a slow watch).
     stall_seconds: float = 30.0
     # At most this many concurrent HTTP calls to one agent.
     agent_concurrency: int = 4
@@ -44,6 +44,9 @@ class Settings:
     health_port: int = 8080
     # Run with Kopf peering (several replicas, one active) under this peering name; empty = standalone.
     peering: str = ""
+    # This replica's Kopf peering priority: the live replica with the highest one is active. 0 = random at each
+    # start (replicas that share a priority would all pause).
+    peering_priority: int = 0
     # Agents may only be reached in these networks or DNS suffixes (e.g. 10.0.0.0/8, *.svc.cluster.local), as
     # well as where each Secret's allowed-agents annotation lets its password go; empty = what Secrets allow.
     allowed_agent_networks: tuple[str, ...] = ()
@@ -80,6 +83,8 @@ class Settings:
             raise SettingsError("OBSTOP_RETRY_INITIAL_SECONDS must not exceed OBSTOP_RETRY_MAX_SECONDS")
         if self.agent_concurrency < 1:
             raise SettingsError("OBSTOP_AGENT_CONCURRENCY must be at least 1")
+        if self.peering_priority < 0:
+            raise SettingsError("OBSTOP_PEERING_PRIORITY must not be negative (0 = random)")
         if self.agent_rate < 0:
             raise SettingsError("OBSTOP_AGENT_RATE must not be negative (0 = no bound)")
         _ = self.allowed_agent_patterns  # refuses a malformed OBSTOP_ALLOWED_AGENT_NETWORKS at start

@@ -125,7 +125,6 @@ class EventReason(StrEnum):
     """Reasons of the Kubernetes events the controller posts."""
 
     SUBMITTED = "Submitted"
-    PROGRESS = "Progress"
     SUCCEEDED = "Succeeded"
     FAILED = "Failed"
     RETRYING = "Retrying"
