@@ -214,6 +214,23 @@ def test_conflicts_on_status_writes(stack: Stack, cluster: int) -> None:
     assert any(w.status == 200 for w in writes[3:]), writes
 
 
+def test_a_normal_stop_writes_the_status_only_when_it_changes(stack: Stack, cluster: int) -> None:
+    """A terminate stop with no fault, through the proxy that records every call. Expected: the controller's
+    writes to the request are merge patches of its status, one per change a person can see at most (Pending,
+    Submitted, each stage, the terminal phase: 3 + maxStage), never the object itself (no annotation, no touch);
+    two events (Submitted, Succeeded). Kopf's change handler wrote three times
+    per step whether anything changed or not."""
+    stack.sim.clusters[cluster].stage_seconds = 0.4
+    proxy = proxy_of(stack)
+    stack.create(stop_request("quiet-writes", stack.agent(cluster), terminate=True))
+    status = _succeeded_once(stack, "quiet-writes", cluster)
+    writes = proxy.recorded(verb="patch", resource="obstoprequests", name="quiet-writes")
+    assert {w.subresource for w in writes} == {"status"}, writes
+    assert 3 <= len(writes) <= 3 + int(status["dag"]["maxStage"]), writes
+    wait_until(lambda: len(stack.events("quiet-writes")) >= 2, what="the two events")
+    assert sorted(e["reason"] for e in stack.events("quiet-writes")) == ["Submitted", "Succeeded"]
+
+
 def test_every_status_write_refused_with_409_for_a_while(stack: Stack, cluster: int) -> None:
     """409 Conflict to the first four status writes of the request, the submission record and the DAG id among
     them. The controller keeps each step's outcome and writes it again with back-off (1+2+4 s) instead of

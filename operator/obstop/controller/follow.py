@@ -151,7 +151,7 @@ class Follower:
     wrote: str | None = None  # resourceVersion of our last write, awaited before the next step
     written: Mapping[str, Any] | None = None  # the status as we last wrote it
     task: asyncio.Task[None] | None = None
-    waiting_since: float | None = None  # loop time the follower began waiting for its own write
+    stepping: bool = False  # in a step or its write: let it finish on shutdown, rather than cut it
 
 
 class Followers:
@@ -205,7 +205,11 @@ class Followers:
     async def aclose(self, grace: float = 5.0) -> None:
         """No new step starts; steps under way get `grace` seconds to finish, then are cancelled."""
         self._stopping = True
-        tasks = [f.task for f in self._by_uid.values() if f.task is not None and not f.task.done()]
+        live = [f for f in self._by_uid.values() if f.task is not None and not f.task.done()]
+        for f in live:
+            if not f.stepping and f.task is not None:
+                f.task.cancel()  # only waiting: nothing is lost
+        tasks = [f.task for f in live if f.task is not None]
         if tasks:
             _, pending = await asyncio.wait(tasks, timeout=grace)
             for task in pending:
@@ -215,13 +219,19 @@ class Followers:
     # ----------------------------------------------------------------------------------------------
 
     async def _follow(self, f: Follower) -> None:
-        try:
-            await self._steps(f)
-        except Gone:
-            pass
-        except Exception:  # a bug: say so loudly; the next event of the request starts a new task
-            f.logger.exception("following the request failed")
-            return
+        failures = 0
+        while True:
+            try:
+                await self._steps(f)
+                break
+            except Gone:
+                break
+            except Exception:  # a bug: say so loudly, and try again later rather than leave the request
+                failures += 1
+                delay = min(self._retry_max, 2.0**failures)
+                f.logger.exception("following the request failed; trying again in %.0fs", delay)
+                f.stepping = False
+                await asyncio.sleep(delay)
         if self._by_uid.get(f.uid) is f and not has_work(f.body):
             del self._by_uid[f.uid]  # finished: an event of it from now on is a no-op
 
@@ -235,10 +245,12 @@ class Followers:
                 self._written_by_someone_else(f)
             f.poked.clear()
             req = request_of(f.body)
+            f.stepping = True
             decision = await self.controller.step(req, f.logger)
             wrote = await self._write_changes(f, req, delivered, decision)
             for event in decision.events:
                 self._post(f.body, event.type, event.reason, event.message)
+            f.stepping = False
             if decision.next_step_in is None:
                 if wrote:
                     # Ends with the delivery of the write, unless that brings work (a reorder to acknowledge).
