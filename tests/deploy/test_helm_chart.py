@@ -501,11 +501,13 @@ def test_every_controller_setting_is_reachable_from_values(render: Render) -> No
     env = env_of(render())
     known = {f"OBSTOP_{f.name.upper()}" for f in fields(Settings)}
     assert set(env) - {"POD_ID"} <= known, "the chart sets a variable the controller does not read"
-    # Set only when they apply (a list of namespaces, peering), or deliberately fixed.
+    # Set only when they apply (a list of namespaces, peering), or deliberately fixed. Never the peering
+    # priority: the replicas of one Deployment would share it, and Kopf pauses all replicas of equal priority.
     unset = known - set(env)
     assert unset == {
         "OBSTOP_NAMESPACES",
         "OBSTOP_PEERING",
+        "OBSTOP_PEERING_PRIORITY",
         "OBSTOP_ALLOWED_AGENT_NETWORKS",
         "OBSTOP_ANNOTATION_PREFIX",
         "OBSTOP_EXTRA",
