@@ -71,6 +71,20 @@ def _submissions(log: str, namespace: str) -> set[str]:
     return set(re.findall(pattern, log))
 
 
+def _kill(s: Stack, *procs: subprocess.Popen[bytes] | None) -> None:
+    for proc in procs:
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    s.controller = None
+
+
+def _one_stop_each_succeeded(s: Stack, names: list[str], statuses: dict[str, dict[str, Any]]) -> None:
+    for index, name in enumerate(names):
+        assert statuses[name]["phase"] == "Succeeded", statuses[name]
+        assert len(landed_on(s, index)) == 1 and len(stops_on(s, index)) == 1, name
+
+
 @pytest.mark.skipif(not (HELM.exists() and KUBECTL.exists()), reason="the pinned helm/kubectl: ./dev setup")
 def test_two_replicas_at_once_never_submit_twice(control_plane: ControlPlane) -> None:
     """Two replicas start at once and meet in a KopfPeering that exactly one of them creates; four requests.
@@ -119,14 +133,8 @@ def test_two_replicas_at_once_never_submit_twice(control_plane: ControlPlane) ->
                     name
                 )
         finally:
-            for proc in (first, second):
-                if proc.poll() is None:
-                    proc.kill()
-                    proc.wait(10)
-            s.controller = None
-        for index, name in enumerate(names):
-            assert statuses[name]["phase"] == "Succeeded", statuses[name]
-            assert len(landed_on(s, index)) == 1 and len(stops_on(s, index)) == 1, name
+            _kill(s, first, second)
+        _one_stop_each_succeeded(s, names, statuses)
 
 
 @pytest.mark.skipif(not (HELM.exists() and KUBECTL.exists()), reason="the pinned helm/kubectl: ./dev setup")
@@ -176,11 +184,5 @@ def test_a_replica_paused_by_peering_stops_following(control_plane: ControlPlane
             )
             assert first.poll() is None and second.poll() is None
         finally:
-            for proc in (first, second):
-                if proc is not None and proc.poll() is None:
-                    proc.kill()
-                    proc.wait(10)
-            s.controller = None
-        for index, name in enumerate(names):
-            assert statuses[name]["phase"] == "Succeeded", statuses[name]
-            assert len(landed_on(s, index)) == 1 and len(stops_on(s, index)) == 1, name
+            _kill(s, first, second)
+        _one_stop_each_succeeded(s, names, statuses)

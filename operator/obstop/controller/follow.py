@@ -174,9 +174,6 @@ class Followers:
         self._by_uid: dict[str, Follower] = {}
         self._stopping = False
 
-    def __len__(self) -> int:
-        return sum(1 for f in self._by_uid.values() if f.task is not None and not f.task.done())
-
     def deliver(self, type: str | None, body: Mapping[str, Any], logger: Logger) -> None:
         """A watch event of a request (type None: seen by a listing)."""
         uid = (body.get("metadata") or {}).get("uid") or ""
