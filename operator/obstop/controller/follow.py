@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -29,8 +28,6 @@ from obstop.controller.decisions import Decision
 from obstop.controller.resource import GROUP, PLURAL, VERSION, Phase
 from obstop.controller.status import RequestStatus, parse_time
 from obstop.controller.stop import Controller, Logger, Request
-
-log = logging.getLogger("obstop.follow")
 
 # With etcd down, kube-apiserver accepts a call and answers nothing for a minute or more: bound each write so
 # no worker thread waits that long (Kopf bounds its own calls: settings.networking.request_timeout).
