@@ -1,4 +1,4 @@
-"""What the benchmark relies on and the performance changes it led to: the aimed DAG polling (pure functions),
+"""What the benchmark relies on and the performance changes it led to (the aimed DAG polling: tests/unit/test_pacing.py):
 the per-agent call rate bound, the bench script's own figures, and the simulator's per-route call record. (The
 simulator's per-node timing and load records: tests/harness/test_simulator_timing.py.) Nothing is mocked; no
 test here measures time against a threshold."""
@@ -12,54 +12,13 @@ from typing import Any
 import httpx
 import pytest
 
-from obstop.controller import pacing
 from obstop.controller.agents import _RateLimit
 from obstop.controller.settings import Settings, SettingsError
 from obstop.controller.status import parse_time
-from obstop.obshell import DagDetail, ObshellClient
+from obstop.obshell import ObshellClient
 from obstop.testing.obshell_sim import ObshellSimulator, SimulatorConfig
 
 SETTINGS = Settings()
-NODES = ["a", "b", "c"]
-
-
-def _dag(stage: int, states: list[str], state: str = "RUNNING") -> DagDetail:
-    nodes: list[dict[str, Any]] = [
-        {"id": str(i + 1), "name": name, "state": s, "operator": "RUN"}
-        for i, (name, s) in enumerate(zip(NODES, states, strict=True))
-    ]
-    return DagDetail.model_validate(
-        {"id": "1", "stage": stage, "max_stage": 3, "state": state, "operator": "RUN", "nodes": nodes}
-    )
-
-
-def test_expected_remaining_adds_what_is_left_of_the_node_and_the_nodes_after() -> None:
-    typical = {"a": 1.0, "b": 4.0, "c": 2.0}
-    dag = _dag(2, ["SUCCEED", "RUNNING", "PENDING"])
-    assert pacing.expected_remaining(dag, 1.5, typical) == pytest.approx(2.5 + 2.0)
-    assert pacing.expected_remaining(dag, 9.0, typical) == pytest.approx(0 + 2.0)  # overran
-    # A node never seen counts as the mean of those that were; nothing learned at all: no estimate.
-    assert pacing.expected_remaining(dag, 0.0, {"a": 1.0, "b": 3.0}) == pytest.approx(3.0 + 2.0)
-    assert pacing.expected_remaining(dag, 0.0, {}) is None
-
-
-@pytest.mark.parametrize(
-    ("remaining", "expected"),
-    [
-        (30.0, 5.0),  # far away: no later than poll_max_seconds, so status stays fresh
-        (3.0, 2.5),  # one fine step before the expected end
-        (0.8, 0.5),  # due: every fine step
-        (0.0, 0.5),
-    ],
-)
-def test_aimed_poll_delay(remaining: float, expected: float) -> None:
-    assert pacing.next_poll_seconds(remaining, 0.5, SETTINGS) == pytest.approx(expected)
-
-
-def test_fine_step_is_a_quarter_of_the_last_node_within_bounds() -> None:
-    assert pacing.fine_poll_seconds(2.0, SETTINGS) == pytest.approx(0.5)
-    assert pacing.fine_poll_seconds(60.0, SETTINGS) == pytest.approx(1.0)
-    assert pacing.fine_poll_seconds(0.01, SETTINGS) == pytest.approx(SETTINGS.poll_min_seconds)
 
 
 def test_go_times_with_nanoseconds_parse() -> None:

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from obstop.controller import answers, decisions, pacing
+from obstop.controller import answers, decisions
 from obstop.controller.decisions import At, Decision, Step
 from obstop.controller.settings import Settings
 from obstop.controller.status import ConditionType, RequestStatus, Submission, condition_reason
@@ -211,36 +211,6 @@ def test_deadline_counts_from_start_time() -> None:
     assert decisions.deadline_exceeded(status, 30, NOW)
     assert not decisions.deadline_exceeded(status, 120, NOW)
     assert not decisions.deadline_exceeded(status, None, NOW)
-
-
-@pytest.mark.parametrize(
-    ("remaining", "fine", "expected"),
-    [
-        (None, 0.5, 1.0),  # no estimate of the end: look again in a second
-        (10.0, 0.5, 5.0),  # far from the end: capped by poll_max_seconds
-        (3.0, 0.5, 2.5),  # one fine step before the expected end
-        (0.8, 0.5, 0.5),  # the end is due: every fine step
-        (0.0, 0.01, 0.2),  # floored by poll_min_seconds
-    ],
-)
-def test_the_next_poll_aims_just_before_the_expected_end(
-    remaining: float | None, fine: float, expected: float
-) -> None:
-    assert pacing.next_poll_seconds(remaining, fine, SETTINGS) == pytest.approx(expected)
-
-
-def test_without_learned_nodes_the_dags_own_pace_estimates_its_end() -> None:
-    clock = pacing.StageClock(stage=1, since=0.0)
-    clock.observe(2, 2.0)  # one stage took 2 s
-    running = dag("RUNNING", 2)  # of 5
-    left = pacing.remaining_seconds(
-        running, pacing.NodeTimes(), clock, seconds_in_node=None, seconds_in_stage=0.5
-    )
-    assert left == pytest.approx(1.5 + 3 * 2.0)
-    unknown = pacing.remaining_seconds(
-        running, pacing.NodeTimes(), pacing.StageClock(2, 0.0), seconds_in_node=None, seconds_in_stage=0.0
-    )
-    assert unknown is None
 
 
 def test_condition_transition_time_moves_only_on_change() -> None:

@@ -22,7 +22,7 @@ def test_settings_from_environment() -> None:
     [
         ({"OBSTOP_POLL_MAX_SECONDS": "soon"}, "OBSTOP_POLL_MAX_SECONDS='soon' is not a valid float"),
         ({"OBSTOP_LOG_FORMAT": "xml"}, "text or json"),
-        ({"OBSTOP_POLL_MIN_SECONDS": "9"}, "must not exceed"),
+        ({"OBSTOP_POLL_MIN_SECONDS": "20"}, "must not exceed"),
         ({"OBSTOP_AGENT_CONCURRENCY": "0"}, "at least 1"),
     ],
 )

@@ -241,6 +241,7 @@ class Followers:
             req = request_of(f.body)
             f.stepping = True
             decision = await self.controller.step(req, f.logger)
+            decided = asyncio.get_running_loop().time()
             wrote = await self._write_changes(f, req, delivered, decision)
             for event in decision.events:
                 self._post(f.body, event.type, event.reason, event.message)
@@ -252,7 +253,9 @@ class Followers:
                     if has_work(f.body):
                         continue
                 return
-            await self._sleep(f, decision.next_step_in)
+            # The delay counts from the step's answer, not from after the write: a poll aimed at a DAG's end
+            # is not late by the write's round trip.
+            await self._sleep(f, decision.next_step_in - (asyncio.get_running_loop().time() - decided))
 
     async def _write_changes(
         self, f: Follower, req: Request, delivered: Mapping[str, Any], decision: Decision

@@ -1,152 +1,192 @@
-"""When to look at a stop DAG again: one algorithm, pure, fed with what the controller learned of DAGs' pace.
+"""When to look at a stop DAG again: one algorithm, pure, fed with the node times of the DAGs already followed.
 
-Polling at a fixed period wastes calls while nothing can have happened and detects the end late. Instead the
-next poll aims one `fine` step before the moment the DAG is expected to end, and once that is due polls every
-`fine` seconds, so the end is seen within about `fine` seconds for a handful of calls. The expected end comes
-from the best estimate there is:
-1. the typical duration of each node, by name, learned from the agent's own node times in earlier DAGs;
-2. else this DAG's own pace so far (the mean time between the stage changes seen);
-3. else nothing: look again in a second.
-Polls never come further apart than poll_max_seconds, so the status a person reads stays fresh.
+A fixed poll period either wastes calls while nothing can have happened or sees the end late. What obshell tells
+makes better: every node of a DAG has its start and end time on the agent's own clock (no skew with ours, since
+the answer's envelope carries that clock too), and a stop DAG's nodes have the same names every time
+(obshell agent/executor/ob/stop_obsvr.go). From the DAGs followed so far the controller knows how long each node
+took, at least and at most. So:
+
+1. While the DAG is before its last node, the next poll aims at the last node: at the expected start of the last
+   node plus half of its shortest time, and never after the earliest time the whole DAG could end. Landing in the
+   last node tells exactly when it began (its `start_time`); landing early only sharpens the aim.
+2. In the last node, the end lies between its start plus its shortest and its longest time: the first poll comes
+   one end step after the shortest, then one every end step (END_STEP_SECONDS, or a quarter of the window when
+   that node's time varies a lot), so the end is seen within about one step, for a poll or two.
+3. A node that overruns everything seen before is looked at less and less often (a quarter of its overrun).
+4. A node never seen yet counts as a typical node that takes at least as long as the shortest node seen; as the
+   last node, after that shortest time it is looked at every end step (a quarter of its age once that is
+   longer); before the last, less and less often (half its age). Nothing learned at all (the first DAG of a
+   process): again in a second, then at half the DAG's age.
+
+Polls never come further apart than poll_max_seconds, so a long DAG's status stays fresh.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+import math
+from collections import deque
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from typing import TypeVar
 
 from obstop.controller.settings import Settings
 from obstop.controller.status import parse_time
 from obstop.obshell import DagDetail
 
-_UNKNOWN_PACE_SECONDS = 1.0
-_K = TypeVar("_K")
+# The spacing of polls where the end may come: sees it within half a second, one round trip included.
+END_STEP_SECONDS = 0.4
+# Nothing learned at all yet (the first DAG of this process): look again this soon.
+_UNKNOWN_SECONDS = 1.0
+# How many recent durations of one node are kept: the window follows a cluster that gets faster or slower.
+_KEEP = 32
+# How much wider than what was seen a node's times are taken to be, as a fraction of its mean, with one sample;
+# it shrinks as 1/sqrt(samples).
+_PRIOR_SPREAD = 0.3
+# The pseudo-node of a DAG's wait between its creation and its first node (obshell's engine picks it up).
+QUEUED = "(queued)"
 
 
-@dataclass
-class StageClock:
-    """How fast one request's DAG moves, as seen from here (monotonic time)."""
+@dataclass(frozen=True)
+class Spread:
+    """A node's duration as learned: its mean and the range its times fall in (seconds)."""
 
-    stage: int
-    since: float
-    durations: list[float] = field(default_factory=list)
-    learned: set[str] = field(default_factory=set)  # ids of finished nodes already folded into NodeTimes
+    mean: float
+    low: float
+    high: float
 
-    def observe(self, stage: int, now: float) -> None:
-        if stage != self.stage:
-            steps = max(1, stage - self.stage)
-            self.durations.append((now - self.since) / steps)
-            del self.durations[:-8]
-            self.stage, self.since = stage, now
-
-    @property
-    def mean(self) -> float | None:
-        return sum(self.durations) / len(self.durations) if self.durations else None
+    @classmethod
+    def of(cls, samples: Sequence[float]) -> Spread:
+        mean = sum(samples) / len(samples)
+        pad = mean * _PRIOR_SPREAD / math.sqrt(len(samples))
+        return cls(mean, max(0.0, min(samples) - pad), max(samples) + pad)
 
 
 class NodeTimes:
-    """Typical duration of each DAG node by name, and of whole stop DAGs by max_stage, learned from the DAGs this
-    controller followed (the agent's own times: no clock skew). Shared by every request of the process."""
+    """The durations of DAG nodes by name, and of whole stop DAGs by max_stage, from the DAGs this controller
+    followed (the agent's own times). Shared by every request of the process."""
 
     def __init__(self) -> None:
-        self.nodes: dict[str, float] = {}
-        self.dags: dict[int, float] = {}
+        self.nodes: dict[str, deque[float]] = {}
+        self.dags: dict[int, deque[float]] = {}
+        self.shapes: dict[int, set[tuple[str, ...]]] = {}  # the node names of DAGs by max_stage
+        self.at_least: dict[str, float] = {}  # nodes never seen finishing: the longest seen running
 
-    def learn(self, dag: DagDetail, clock: StageClock) -> None:
-        """Fold the durations of the DAG's newly finished nodes (and of the DAG, once it succeeded) in."""
-        for node in dag.nodes or ():
-            if node.state.value != "SUCCEED" or node.id in clock.learned:
+    def learn(self, dag: DagDetail, learned: set[str], agent_now: datetime | None = None) -> None:
+        """Fold in the durations of the DAG's nodes that finished since (their ids go into `learned`, the set of
+        one request), and of the DAG once it succeeded. A node still running for the first time anywhere tells
+        at least how long it takes (by `agent_now`, the agent's clock of the answer)."""
+        nodes = dag.nodes or ()
+        current = dag.current_node
+        if current is not None and current.state.value == "RUNNING" and current.name not in self.nodes:
+            age = _age(current.start_time, agent_now)
+            if age is not None and age > self.at_least.get(current.name, 0.0):
+                self.at_least[current.name] = age
+        if nodes:
+            self.shapes.setdefault(dag.max_stage, set()).add(tuple(node.name for node in nodes))
+            if QUEUED not in learned and nodes[0].state.value != "PENDING":
+                seconds = _seconds_between(dag.start_time, nodes[0].start_time)
+                if seconds is not None:
+                    learned.add(QUEUED)
+                    _keep(self.nodes, QUEUED, seconds)
+        for node in nodes:
+            if node.state.value != "SUCCEED" or node.id in learned:
                 continue
-            clock.learned.add(node.id)
+            learned.add(node.id)
             seconds = _seconds_between(node.start_time, node.end_time)
             if seconds is not None:
-                _fold(self.nodes, node.name, seconds)
-        if dag.succeeded:
+                _keep(self.nodes, node.name, seconds)
+        if dag.succeeded and dag.id not in learned:
+            learned.add(dag.id)
             seconds = _seconds_between(dag.start_time, dag.end_time)
             if seconds is not None:
-                _fold(self.dags, dag.max_stage, seconds)
+                _keep(self.dags, dag.max_stage, seconds)
 
-    def expected_dag_seconds(self, max_stage: int) -> float | None:
-        """A new DAG's expected duration (its nodes are not known yet): as long as earlier ones with as many
-        stages, else that many nodes of typical length."""
-        known = self.dags.get(max_stage)
-        if known is None and self.nodes:
-            known = max_stage * sum(self.nodes.values()) / len(self.nodes)
-        return known
+    def spread(self, name: str) -> Spread | None:
+        samples = self.nodes.get(name)
+        return Spread.of(samples) if samples else None
 
-    def fine_seconds(self, dag: DagDetail | None, settings: Settings) -> float:
-        """The spacing of polls once a DAG's end is due: a quarter of its last node's typical time, at most 1 s."""
-        last = dag.nodes[-1].name if dag is not None and dag.nodes else None
-        typical = self.nodes.get(last) if last else None
-        if typical is None and self.nodes:
-            typical = min(self.nodes.values())
-        return fine_poll_seconds(typical, settings)
+    def whole_dag(self, max_stage: int) -> Spread | None:
+        """A new DAG's duration, before its nodes are known: as earlier DAGs with as many stages took, else the
+        sum over the node names such DAGs had (the shortest such sum)."""
+        samples = self.dags.get(max_stage)
+        if samples:
+            return Spread.of(samples)
+        guesses = [self._sum((QUEUED, *shape)) for shape in self.shapes.get(max_stage, ())]
+        known = [g for g in guesses if g is not None]
+        return min(known, key=lambda s: s.low) if known else None
+
+    def _sum(self, names: Iterable[str]) -> Spread | None:
+        names = list(names)
+        spreads = [self.spread(name) for name in names]
+        if not any(spreads):
+            return None
+        parts = [s or self.unseen(name) for s, name in zip(spreads, names, strict=True)]
+        return Spread(sum(p.mean for p in parts), sum(p.low for p in parts), sum(p.high for p in parts))
+
+    def unseen(self, name: str = "") -> Spread:
+        """A node never seen finishing: of typical length, and at least as long as the shortest node seen, or as
+        it was seen running in another DAG."""
+        spreads = [Spread.of(s) for s in self.nodes.values()]
+        at_least = self.at_least.get(name, 0.0)
+        if not spreads:
+            return Spread(max(_UNKNOWN_SECONDS, at_least), at_least, 4 * max(_UNKNOWN_SECONDS, at_least))
+        mean = max(at_least, sum(s.mean for s in spreads) / len(spreads))
+        return Spread(mean, max(at_least, min(s.low for s in spreads)), 4 * mean)
 
 
-def expected_remaining(
-    dag: DagDetail, seconds_in_node: float | None, node_seconds: Mapping[str, float]
-) -> float | None:
-    """Seconds until `dag` should finish: what is left of its current node plus the typical durations of the
-    nodes after it. None when the DAG's nodes are unknown or nothing has been learned yet; a node never seen
-    takes the mean of those that were."""
+def next_poll_seconds(
+    dag: DagDetail, times: NodeTimes, settings: Settings, *, agent_now: datetime | None
+) -> float:
+    """Seconds from now (the agent's `agent_now`, when its answer gave it) until the DAG should be read again."""
+    return _bounded(_wanted(dag, times, agent_now), settings)
+
+
+def _wanted(dag: DagDetail, times: NodeTimes, agent_now: datetime | None) -> float:
     nodes = dag.nodes or []
-    if not nodes or not node_seconds:
-        return None
-    fallback = sum(node_seconds.values()) / len(node_seconds)
-
-    def typical(name: str) -> float:
-        return node_seconds.get(name, fallback)
-
+    if not times.nodes:  # the first DAG of this process: back off with its age
+        return max(_UNKNOWN_SECONDS, (_age(dag.start_time, agent_now) or 0.0) / 2)
+    if not nodes:  # the POST's answer, or a DAG from a list: no nodes yet, only how many there will be
+        whole = times.whole_dag(dag.max_stage)
+        if whole is None:
+            return _UNKNOWN_SECONDS
+        return whole.low - (_age(dag.start_time, agent_now) or 0.0)
     index = max(1, min(dag.stage, len(nodes)))
-    current = nodes[index - 1]
-    left = typical(current.name) - (seconds_in_node or 0.0) if current.state.value == "RUNNING" else 0.0
-    if current.state.value in ("PENDING", "READY"):
-        left = typical(current.name)
-    return max(0.0, left) + sum(typical(node.name) for node in nodes[index:])
+    current, after = nodes[index - 1], nodes[index:]
+    if dag.state.value == "READY":  # not picked up yet: the wait, then every node
+        elapsed = _age(dag.start_time, agent_now) or 0.0
+        return _aim([QUEUED, *(n.name for n in nodes)], elapsed, times)
+    elapsed = (_age(current.start_time, agent_now) or 0.0) if current.state.value == "RUNNING" else 0.0
+    return _aim([current.name, *(n.name for n in after)], elapsed, times)
 
 
-def remaining_seconds(
-    dag: DagDetail,
-    times: NodeTimes,
-    clock: StageClock | None,
-    *,
-    seconds_in_node: float | None,
-    seconds_in_stage: float,
-) -> float | None:
-    """The best estimate of the seconds until `dag` ends (see the module's docstring), or None."""
-    learned = expected_remaining(dag, seconds_in_node, times.nodes)
-    if learned is not None:
-        return learned
-    pace = clock.mean if clock is not None else None
-    if pace is None:
-        return None
-    stages_after = max(0, dag.max_stage - dag.stage)
-    return max(0.0, pace - seconds_in_stage) + pace * stages_after
-
-
-def next_poll_seconds(remaining: float | None, fine: float, settings: Settings) -> float:
-    """Aim one `fine` step before the DAG's expected end; once it is due, poll every `fine`; unknown: 1 s."""
-    low, high = settings.poll_min_seconds, settings.poll_max_seconds
-    if remaining is None:
-        wanted = _UNKNOWN_PACE_SECONDS
+def _aim(rest: Sequence[str], elapsed: float, times: NodeTimes) -> float:
+    """`rest`: the names of the nodes still to finish, in order, the first one running for `elapsed` seconds."""
+    known = [times.spread(name) for name in rest]
+    spreads = [s or times.unseen(name) for s, name in zip(known, rest, strict=True)]
+    first = spreads[0]
+    if known[0] is None and len(rest) == 1:  # a last node never seen: it may end at any moment
+        floor = max(END_STEP_SECONDS, elapsed / 4)
+    elif known[0] is None:  # never seen, and not the last: its end is not news, back off with its age
+        floor = max(_UNKNOWN_SECONDS, elapsed / 2)
+    elif elapsed > first.high:  # overrunning everything seen: less and less often
+        floor = max(END_STEP_SECONDS, (elapsed - first.high) / 4)
     else:
-        wanted = remaining - fine if remaining > 2 * fine else fine
-    return min(high, max(low, wanted))
+        floor = END_STEP_SECONDS
+    if len(rest) == 1:  # the last node: the end lies in its window
+        step = max(END_STEP_SECONDS, (first.high - first.low) / 4) if known[0] is not None else 0.0
+        return max(first.low - elapsed + max(step, END_STEP_SECONDS), step, floor)
+    to_last = max(0.0, first.mean - elapsed) + sum(s.mean for s in spreads[1:-1])
+    to_end_low = max(0.0, first.low - elapsed) + sum(s.low for s in spreads[1:])
+    return max(min(to_last + spreads[-1].low / 2, to_end_low), floor)
 
 
-def fine_poll_seconds(last_node_seconds: float | None, settings: Settings) -> float:
-    """A quarter of the last node's typical time, within [poll_min_seconds, 1 s]."""
-    if last_node_seconds is None:
-        return min(1.0, settings.poll_max_seconds)
-    return min(1.0, settings.poll_max_seconds, max(settings.poll_min_seconds, last_node_seconds / 4))
+def _bounded(seconds: float, settings: Settings) -> float:
+    return min(settings.poll_max_seconds, max(settings.poll_min_seconds, seconds))
 
 
-def seconds_in_node(dag: DagDetail, agent_now: datetime | None) -> float | None:
-    """How long the current node has been running, by the agent's own clock (no skew with ours)."""
-    node = dag.current_node
-    started = parse_time(node.start_time) if node is not None else None
+def _age(start: str, agent_now: datetime | None) -> float | None:
+    """Seconds since `start`, both on the agent's clock."""
+    started = parse_time(start)
     if agent_now is None or started is None or started.tzinfo is None or agent_now.tzinfo is None:
         return None
     return max(0.0, (agent_now - started).total_seconds())
@@ -159,7 +199,5 @@ def _seconds_between(start: str, end: str) -> float | None:
     return (ended - started).total_seconds()
 
 
-def _fold(typical: dict[_K, float], key: _K, seconds: float, weight: float = 0.3) -> None:
-    """Exponentially weighted mean: recent DAGs count most, one odd DAG does not swing it."""
-    old = typical.get(key)
-    typical[key] = seconds if old is None else old + weight * (seconds - old)
+def _keep(samples: dict[str, deque[float]] | dict[int, deque[float]], key: str | int, seconds: float) -> None:
+    samples.setdefault(key, deque(maxlen=_KEEP)).append(seconds)  # type: ignore[arg-type]

@@ -8,9 +8,8 @@ each object on a request's first step and forgets it in one place (deletion, or 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from obstop.controller.pacing import StageClock
 from obstop.controller.resource import Phase
 
 
@@ -24,7 +23,7 @@ class RequestRuntime:
     # obshell itself, or no connection). Only a stop that may have landed is looked for on the agent before a
     # POST: looking otherwise could adopt a concurrent request's DAG. A new process knows nothing: True.
     may_have_landed: bool = True
-    clock: StageClock | None = None  # the DAG's pace, once a DAG is followed
+    learned: set[str] = field(default_factory=set)  # ids of its DAG's nodes already in pacing.NodeTimes
     phase: Phase | None = None  # as counted in the obstop_requests gauge
     polls: int = 0  # DAG polls so far (the obstop_polls_per_request histogram)
 

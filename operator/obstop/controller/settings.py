@@ -26,7 +26,7 @@ class Settings:
     log_format: str = "text"  # text | json
     # DAG polling adapts to the DAG's pace within these bounds (seconds).
     poll_min_seconds: float = 0.2
-    poll_max_seconds: float = 5.0
+    poll_max_seconds: float = 15.0
     # One HTTP call to an agent may take this long (seconds).
     obshell_timeout_seconds: float = 10.0
     # Transient faults are retried with exponential back-off within these bounds (seconds).

@@ -8,7 +8,6 @@ waits for the next step.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -99,7 +98,7 @@ class Controller:
         if new.terminal and not old.terminal:
             seconds = (datetime.now(UTC) - new.start_time).total_seconds() if new.start_time else None
             self.metrics.finished(new.phase, runtime.polls, seconds)
-            runtime.polls, runtime.clock = 0, None
+            runtime.polls = 0
 
     async def _step(self, req: Request, runtime: RequestRuntime, logger: Logger) -> Decision:
         at = At(req.generation, datetime.now(UTC))
@@ -219,9 +218,8 @@ class Controller:
                 return self._submit_failed(req, exc, at)
             if earlier is not None:
                 logger.info("adopting stop DAG %s of an unanswered submission", earlier.id)
-                runtime.clock = pacing.StageClock(earlier.stage, time.monotonic())
                 return decisions.submitted(
-                    status, earlier, at, adopted=True, next_poll=self._poll_in(earlier, runtime, client)
+                    status, earlier, at, adopted=True, next_poll=self._poll_in(earlier, client)
                 )
         runtime.may_have_landed = True  # from here on, until obshell says otherwise
         try:
@@ -242,10 +240,7 @@ class Controller:
                 return decisions.failed(req.status, *answers.stop_refused(exc, none_landed=not blind), at)
             return self._submit_failed(req, exc, at)
         logger.info("stop DAG %s submitted (%s, %s)", dag.id, spec.scope.type.value, spec.mode)
-        runtime.clock = pacing.StageClock(dag.stage, time.monotonic())
-        expected = self.node_times.expected_dag_seconds(dag.max_stage)
-        next_poll = pacing.next_poll_seconds(expected, self.node_times.fine_seconds(None, settings), settings)
-        decision = decisions.submitted(status, dag, at, adopted=False, next_poll=next_poll)
+        decision = decisions.submitted(status, dag, at, adopted=False, next_poll=self._poll_in(dag, client))
         receiver, created_on = status.submission.receiver, answers.agent_of(dag.id)
         if receiver and created_on and created_on != receiver:
             message = (
@@ -317,29 +312,17 @@ class Controller:
                 dag = await client.get_dag(status.dag.id, details=True)
         except ObshellError as exc:
             return self._poll_failed(req, exc, at)
-        mono = time.monotonic()
-        if runtime.clock is None:
-            runtime.clock = pacing.StageClock(dag.stage, mono)
-        runtime.clock.observe(dag.stage, mono)
-        self.node_times.learn(dag, runtime.clock)
-        decision = decisions.observed(status, dag, at, next_poll=self._poll_in(dag, runtime, client))
+        self.node_times.learn(dag, runtime.learned, client.last_server_time)
+        decision = decisions.observed(status, dag, at, next_poll=self._poll_in(dag, client))
         if decision.done:
             logger.info("stop DAG %s finished: %s", dag.id, decision.status.phase)
         return decision
 
-    def _poll_in(
-        self, dag: DagDetail, runtime: RequestRuntime | None = None, client: ObshellClient | None = None
-    ) -> float:
-        clock = runtime.clock if runtime is not None else None
-        remaining = pacing.remaining_seconds(
-            dag,
-            self.node_times,
-            clock,
-            seconds_in_node=pacing.seconds_in_node(dag, client.last_server_time if client else None),
-            seconds_in_stage=time.monotonic() - clock.since if clock is not None else 0.0,
+    def _poll_in(self, dag: DagDetail, client: ObshellClient) -> float:
+        """When to read the DAG again (pacing.py), by the agent's clock of the answer that showed it."""
+        return pacing.next_poll_seconds(
+            dag, self.node_times, self.settings, agent_now=client.last_server_time
         )
-        fine = self.node_times.fine_seconds(dag, self.settings)
-        return pacing.next_poll_seconds(remaining, fine, self.settings)
 
     def _poll_failed(self, req: Request, exc: ObshellError, at: At) -> Decision:
         status, settings = req.status, self.settings

@@ -206,24 +206,39 @@ class ControlPlane:
         try:
             (self.workdir / "owner.pid").write_text(str(os.getpid()))
             self._prepare_files()
-            etcd_client, etcd_peer, secure = _free_ports(3)
-            self._etcd = _Process(
-                "etcd", self._etcd_argv(binaries.etcd, etcd_client, etcd_peer), self.workdir / "etcd.log"
-            )
-            self._apiserver = _Process(
-                "kube-apiserver",
-                self._apiserver_argv(binaries.kube_apiserver, etcd_client, secure),
-                self.workdir / "kube-apiserver.log",
-            )
-            self.url = f"https://127.0.0.1:{secure}"
-            self._etcd_url = f"http://127.0.0.1:{etcd_client}"
-            self.start_etcd()
-            self.start_apiserver()
+            for attempt in range(1, _PORT_ATTEMPTS + 1):
+                try:
+                    self._start_on_free_ports(binaries)
+                    break
+                except ControlPlaneUnavailable as exc:
+                    # A port found free was taken before etcd or kube-apiserver bound it (another process on
+                    # loopback binding port 0 meanwhile): start both again on other ports.
+                    if "address already in use" not in str(exc) or attempt == _PORT_ATTEMPTS:
+                        raise
+                    for proc in (self._apiserver, self._etcd):
+                        if proc is not None:
+                            proc.stop()
+                    shutil.rmtree(self.workdir / "etcd", ignore_errors=True)
             self.kubeconfig = self.write_kubeconfig(self.workdir / "admin.kubeconfig")
         except BaseException:
             self.__exit__()
             raise
         return self
+
+    def _start_on_free_ports(self, binaries: Binaries) -> None:
+        etcd_client, etcd_peer, secure = _free_ports(3)
+        self._etcd = _Process(
+            "etcd", self._etcd_argv(binaries.etcd, etcd_client, etcd_peer), self.workdir / "etcd.log"
+        )
+        self._apiserver = _Process(
+            "kube-apiserver",
+            self._apiserver_argv(binaries.kube_apiserver, etcd_client, secure),
+            self.workdir / "kube-apiserver.log",
+        )
+        self.url = f"https://127.0.0.1:{secure}"
+        self._etcd_url = f"http://127.0.0.1:{etcd_client}"
+        self.start_etcd()
+        self.start_apiserver()
 
     def __exit__(self, *exc: object) -> None:
         for proc in (self._apiserver, self._etcd):
@@ -531,6 +546,9 @@ def die_with_parent() -> None:
     """In the child, before exec: SIGKILL when the parent dies (Linux prctl PR_SET_PDEATHSIG)."""
     if _PRCTL is not None:
         _PRCTL(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+_PORT_ATTEMPTS = 3
 
 
 def _free_ports(count: int) -> list[int]:

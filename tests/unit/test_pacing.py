@@ -1,0 +1,334 @@
+"""When the controller reads a stop DAG again (obstop.controller.pacing), a pure function of what it learned.
+
+The last tests drive the planner through whole DAGs on a logical clock: each DAG's nodes take a random time
+(seeded) around a typical one, as real agents' do, and the planner sees only what a GET of the DAG would show
+at the moment it asks. No I/O and no real time: the figures (polls per DAG, how late the end is seen) are
+exact for the run and the same on any machine.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from obstop.controller import pacing
+from obstop.controller.settings import Settings
+from obstop.obshell import DagDetail
+
+SETTINGS = Settings()
+EPOCH = datetime(2026, 12, 1, tzinfo=UTC)
+STEP = pacing.END_STEP_SECONDS
+
+
+def at(seconds: float) -> datetime:
+    return EPOCH + timedelta(seconds=seconds)
+
+
+def go(seconds: float) -> str:
+    return at(seconds).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class Timeline:
+    """One DAG on the agent: created at `created`, picked up `queued` seconds later, then its nodes in order."""
+
+    created: float
+    queued: float
+    nodes: Sequence[tuple[str, float]]
+    dag_id: str = "21270000000000011"
+
+    @property
+    def end(self) -> float:
+        return self.created + self.queued + sum(seconds for _, seconds in self.nodes)
+
+    def posted(self) -> DagDetail:
+        """What the POST answers: READY, no nodes."""
+        return self._dag("READY", 1, None, self.created)
+
+    def seen(self, t: float) -> DagDetail:
+        """What a GET of the DAG shows at `t`."""
+        start = self.created + self.queued
+        if t < start:
+            pending = [self._node(i, name, "PENDING", None, None) for i, (name, _) in enumerate(self.nodes)]
+            return self._dag("READY", 1, pending, None)
+        nodes, stage, state = [], len(self.nodes), "SUCCEED"
+        for i, (name, seconds) in enumerate(self.nodes):
+            end = start + seconds
+            if t >= end:
+                nodes.append(self._node(i, name, "SUCCEED", start, end))
+            elif t >= start:
+                nodes.append(self._node(i, name, "RUNNING", start, None))
+                stage, state = i + 1, "RUNNING"
+            else:
+                nodes.append(self._node(i, name, "PENDING", None, None))
+            start = end
+        return self._dag(state, stage, nodes, self.end if state == "SUCCEED" else None)
+
+    def _node(self, i: int, name: str, state: str, start: float | None, end: float | None) -> dict[str, Any]:
+        return {
+            "id": f"{self.dag_id}-{i}",
+            "name": name,
+            "state": state,
+            "operator": "RUN",
+            "start_time": go(start) if start is not None else "",
+            "end_time": go(end) if end is not None else "",
+        }
+
+    def _dag(
+        self, state: str, stage: int, nodes: list[dict[str, Any]] | None, end: float | None
+    ) -> DagDetail:
+        return DagDetail.model_validate(
+            {
+                "id": self.dag_id,
+                "name": "Stop OB",
+                "stage": stage,
+                "max_stage": len(self.nodes),
+                "state": state,
+                "operator": "RUN",
+                "start_time": go(self.created),
+                "end_time": go(end) if end is not None else "",
+                "nodes": nodes,
+            }
+        )
+
+
+def timeline(created: float, nodes: Sequence[tuple[str, float]], queued: float = 1.0, **kw: Any) -> Timeline:
+    return Timeline(created, queued, tuple(nodes), **kw)
+
+
+def learned_from(*lines: Timeline) -> pacing.NodeTimes:
+    times = pacing.NodeTimes()
+    for line in lines:
+        times.learn(line.seen(line.end), set())
+    return times
+
+
+NODES = [("inform", 2.0), ("ready", 2.0), ("advance", 2.0), ("wait", 4.0), ("end", 2.0)]
+
+
+def test_a_spread_is_what_was_seen_widened_less_as_samples_grow() -> None:
+    one = pacing.Spread.of([2.0])
+    assert (one.mean, one.low, one.high) == pytest.approx((2.0, 1.4, 2.6))  # 30 % either way
+    many = pacing.Spread.of([1.5, 2.5] * 8)
+    assert many.mean == pytest.approx(2.0)
+    assert many.low == pytest.approx(1.5 - 0.6 / 4) and many.high == pytest.approx(2.5 + 0.6 / 4)
+
+
+def test_nodes_are_learned_once_each_and_the_dag_once_it_succeeded() -> None:
+    line = timeline(0.0, NODES)
+    times, learned = pacing.NodeTimes(), set[str]()
+    times.learn(line.seen(5.5), learned)  # inform and ready done, advance running
+    times.learn(line.seen(5.6), learned)  # the same nodes again: not counted twice
+    assert {name: list(s) for name, s in times.nodes.items()} == {
+        pacing.QUEUED: [pytest.approx(1.0)],
+        "inform": [pytest.approx(2.0)],
+        "ready": [pytest.approx(2.0)],
+    }
+    assert times.dags == {}
+    times.learn(line.seen(line.end), learned)
+    times.learn(line.seen(line.end + 1), learned)
+    assert list(times.dags[5]) == [pytest.approx(13.0)]
+    assert set(times.nodes) == {pacing.QUEUED, *(name for name, _ in NODES)}
+    assert times.shapes[5] == {tuple(name for name, _ in NODES)}
+
+
+def test_the_first_dag_of_a_process_is_read_again_in_a_second_then_at_half_its_age() -> None:
+    line, times = timeline(0.0, NODES), pacing.NodeTimes()
+    delays = [
+        pacing.next_poll_seconds(line.seen(t), times, SETTINGS, agent_now=at(t)) for t in (1.5, 2.9, 11.0)
+    ]
+    assert delays == pytest.approx([1.0, 1.45, 5.5])
+    assert pacing.next_poll_seconds(line.posted(), times, SETTINGS, agent_now=at(0)) == 1.0
+
+
+def test_a_new_dag_is_first_read_at_the_earliest_end_earlier_dags_allow() -> None:
+    times = learned_from(timeline(0.0, NODES), timeline(0.0, NODES))
+    whole = times.whole_dag(5)
+    assert whole is not None and whole.mean == pytest.approx(13.0)
+    assert whole.low == pytest.approx(13.0 - 13.0 * 0.3 / 2**0.5)
+    line = timeline(100.0, NODES)
+    assert pacing.next_poll_seconds(line.posted(), times, SETTINGS, agent_now=at(100.0)) == pytest.approx(
+        whole.low
+    )
+    # Counted from the DAG's creation on the agent's clock, and bounded by poll_max_seconds.
+    later = pacing.next_poll_seconds(line.posted(), times, SETTINGS, agent_now=at(103.0))
+    assert later == pytest.approx(whole.low - 3)
+    short = dataclasses.replace(SETTINGS, poll_max_seconds=5.0)
+    assert pacing.next_poll_seconds(line.posted(), times, short, agent_now=at(100.0)) == 5.0
+
+
+def test_before_any_dag_ended_the_node_names_seen_give_the_first_aim() -> None:
+    running = timeline(0.0, NODES)
+    times = pacing.NodeTimes()
+    times.learn(running.seen(5.5), set())  # queued, inform and ready known; advance, wait, end never seen
+    whole = times.whole_dag(5)
+    assert whole is not None
+    # A node never seen counts as at least the shortest seen (queued: 1 s, less 30 % with one sample).
+    assert whole.low == pytest.approx(0.7 + 1.4 + 1.4 + 3 * 0.7)
+
+
+def test_before_the_last_node_the_poll_aims_into_it() -> None:
+    times = learned_from(*(timeline(0.0, NODES) for _ in range(4)))  # 4 samples: seen times +- 15 %
+    line = timeline(0.0, NODES)  # queued 0-1, inform 1-3, ready 3-5, advance 5-7, wait 7-11, end 11-13
+    # At 8 "wait" has run 1 s of its 4 (3.4 at least): "end" should start in 3 s and takes 1.7 s at least.
+    # The aim is its start plus half that (3.85), before the earliest end (2.4 + 1.7 = 4.1).
+    delay = pacing.next_poll_seconds(line.seen(8.0), times, SETTINGS, agent_now=at(8.0))
+    assert delay == pytest.approx(3.0 + 1.7 / 2)
+    # Earlier, the earliest end comes first: at 1.5 in "inform", 1.2 + 1.7 + 1.7 + 3.4 + 1.7 s at least.
+    early = pacing.next_poll_seconds(line.seen(1.5), times, SETTINGS, agent_now=at(1.5))
+    assert early == pytest.approx(1.2 + 1.7 + 1.7 + 3.4 + 1.7)
+
+
+def test_in_the_last_node_the_first_poll_comes_one_step_after_its_shortest_time() -> None:
+    times = learned_from(*(timeline(0.0, NODES) for _ in range(4)))  # "end": 1.7 to 2.3 s
+    line = timeline(0.0, NODES)
+    delay = pacing.next_poll_seconds(line.seen(11.3), times, SETTINGS, agent_now=at(11.3))
+    assert delay == pytest.approx(1.7 - 0.3 + STEP)
+    # Past its shortest time: every step.
+    assert pacing.next_poll_seconds(line.seen(12.9), times, SETTINGS, agent_now=at(12.9)) == pytest.approx(
+        STEP
+    )
+
+
+def test_a_node_overrunning_everything_seen_is_read_less_and_less_often() -> None:
+    times = learned_from(*(timeline(0.0, NODES) for _ in range(4)))  # "end" at most 2.3 s
+    stuck = timeline(0.0, [*NODES[:-1], ("end", 600.0)])  # "end" from 11
+    delays = [
+        pacing.next_poll_seconds(stuck.seen(11 + age), times, SETTINGS, agent_now=at(11 + age))
+        for age in (3.0, 10.0, 100.0)
+    ]
+    assert delays == pytest.approx([STEP, (10.0 - 2.3) / 4, SETTINGS.poll_max_seconds])
+
+
+def test_a_last_node_never_seen_is_read_every_step_after_the_shortest_node_seen() -> None:
+    times = learned_from(timeline(0.0, NODES))  # one sample each: the shortest, queued, at least 0.7 s
+    other = timeline(0.0, [*NODES[:-1], ("new", 30.0)])  # "new" from 11
+    delays = [
+        pacing.next_poll_seconds(other.seen(11 + age), times, SETTINGS, agent_now=at(11 + age))
+        for age in (0.2, 1.0, 8.0)
+    ]
+    assert delays == pytest.approx([0.7 - 0.2 + STEP, STEP, 2.0])  # then a quarter of its age
+    # Seen running 5 s in another DAG: it takes at least that.
+    times.learn(other.seen(16.0), set(), at(16.0))
+    assert times.at_least == {"new": pytest.approx(5.0)}
+    assert pacing.next_poll_seconds(other.seen(12.0), times, SETTINGS, agent_now=at(12.0)) == pytest.approx(
+        4 + STEP
+    )
+
+
+def test_without_the_agents_clock_a_running_node_counts_as_just_started() -> None:
+    times = learned_from(*(timeline(0.0, NODES) for _ in range(4)))
+    line = timeline(0.0, NODES)
+    delay = pacing.next_poll_seconds(line.seen(12.0), times, SETTINGS, agent_now=None)
+    assert delay == pytest.approx(1.7 + STEP)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Whole DAGs on a logical clock
+
+
+TERMINATE = [
+    ("queued", 1.0),
+    ("inform", 2.0),
+    ("ready", 2.0),
+    ("freeze", 5.0),
+    ("advance", 2.0),
+    ("wait", 4.0),
+    ("end", 2.0),
+]
+FORCE = [("queued", 1.0), ("inform", 2.0), ("ready", 2.0), ("advance", 2.0), ("wait", 4.0), ("end", 2.0)]
+
+
+def jittered(
+    rng: random.Random, shape: Sequence[tuple[str, float]], created: float, jitter: float
+) -> Timeline:
+    (_, queued), *nodes = shape
+    return timeline(
+        created,
+        [(name, seconds * rng.uniform(1 - jitter, 1 + jitter)) for name, seconds in nodes],
+        queued=queued * rng.uniform(1 - jitter, 1 + jitter),
+    )
+
+
+def follow(
+    line: Timeline, times: pacing.NodeTimes, settings: Settings, rtt: float = 0.02
+) -> tuple[int, float]:
+    """Follow one DAG from its POST as the controller does: (GETs of the DAG, seconds its end was seen late)."""
+    t, learned = line.created + rtt, set[str]()
+    delay = pacing.next_poll_seconds(line.posted(), times, settings, agent_now=at(line.created))
+    polls = 0
+    while True:
+        t += delay
+        polls += 1
+        seen = line.seen(t)
+        times.learn(seen, learned, at(t))
+        if seen.finished:
+            return polls, t + rtt / 2 - line.end
+        delay = pacing.next_poll_seconds(seen, times, settings, agent_now=at(t))
+        assert settings.poll_min_seconds <= delay <= settings.poll_max_seconds
+
+
+def fixed_loop(line: Timeline, interval: float) -> int:
+    """GETs the SDK's loop makes (one every `interval` seconds after the POST)."""
+    return int((line.end - line.created) // interval) + 1
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_whole_dags_are_seen_ending_within_half_a_second_for_fewer_polls_than_a_3s_loop(seed: int) -> None:
+    rng = random.Random(seed)
+    times = pacing.NodeTimes()
+    for i in range(8):  # the controller's first DAGs teach it the nodes
+        follow(jittered(rng, (TERMINATE, FORCE)[i % 2], 0.0, 0.25), times, SETTINGS)
+    polls, late, loop = [], [], []
+    for i in range(200):
+        line = jittered(rng, (TERMINATE, FORCE)[i % 2], 1000.0 * (i + 1), 0.25)
+        count, seconds = follow(line, times, SETTINGS)
+        polls.append(count)
+        late.append(seconds)
+        loop.append(fixed_loop(line, 3.0))
+    p95 = statistics.quantiles(late, n=20)[-1]
+    assert min(late) >= 0
+    assert p95 <= 0.45, p95
+    # One call fewer than the loop's: the controller's lock check before the POST is one more call.
+    assert statistics.mean(polls) <= statistics.mean(loop) - 1, (
+        statistics.mean(polls),
+        statistics.mean(loop),
+    )
+
+
+def test_a_cold_controller_follows_concurrent_first_dags_at_a_bounded_cost() -> None:
+    """The first DAGs of a process: nothing is known, then what their neighbours finished."""
+    rng = random.Random(7)
+    times = pacing.NodeTimes()
+    lines = [jittered(rng, (TERMINATE, FORCE)[i % 2], 0.25 * i, 0.25) for i in range(40)]
+    # Interleave the 40 followers in time order, as the controller's tasks run: each POSTs at its creation.
+    due = {i: line.created for i, line in enumerate(lines)}
+    learned: dict[int, set[str]] = {i: set() for i in due}
+    count = dict.fromkeys(due, 0)
+    late: list[float] = []
+    while due:
+        i = min(due, key=due.__getitem__)
+        line, t = lines[i], due[i]
+        if t == line.created:
+            due[i] = t + 0.02 + pacing.next_poll_seconds(line.posted(), times, SETTINGS, agent_now=at(t))
+            continue
+        seen = line.seen(t)
+        times.learn(seen, learned[i], at(t))
+        count[i] += 1
+        if seen.finished:
+            late.append(t - line.end)
+            del due[i]
+            continue
+        due[i] = t + pacing.next_poll_seconds(seen, times, SETTINGS, agent_now=at(t))
+    polls = list(count.values())
+    assert len(late) == 40
+    assert statistics.quantiles(late, n=20)[-1] <= 0.45
+    # The first DAGs cost more than later ones (tested above); in all, about as many as the 3 s loop's.
+    assert statistics.mean(polls) <= 1.1 * statistics.mean(fixed_loop(line, 3.0) for line in lines)
