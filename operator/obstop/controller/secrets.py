@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -78,9 +79,7 @@ class SecretReader:
         from kubernetes.client.exceptions import ApiException
 
         try:
-            secret = await asyncio.to_thread(
-                self._api.read_namespaced_secret, name, namespace, _request_timeout=API_TIMEOUT_SECONDS
-            )
+            secret = await asyncio.to_thread(self._read_raw, namespace, name)
         except ApiException as exc:
             if exc.status == 404:
                 raise SecretUnavailable(f"Secret {namespace}/{name} not found") from None
@@ -89,5 +88,21 @@ class SecretReader:
             raise SecretUnavailable(f"cannot read Secret {namespace}/{name}: HTTP {exc.status}") from None
         except Exception as exc:  # connection errors of the API client: the API server may be restarting
             raise SecretUnavailable(f"cannot read Secret {namespace}/{name}: {type(exc).__name__}") from None
-        annotations = (secret.metadata.annotations if secret.metadata else None) or {}
-        return SecretData(namespace, name, dict(annotations), dict(secret.data or {}))
+        metadata = secret.get("metadata") or {}
+        return SecretData(
+            namespace, name, dict(metadata.get("annotations") or {}), dict(secret.get("data") or {})
+        )
+
+    def _read_raw(self, namespace: str, name: str) -> dict[str, Any]:
+        """The Secret as the API server sent it (JSON), without the client's model layer: it is read on every
+        step, and building a V1Secret was a share of the controller's CPU for two fields read."""
+        response = self._api.read_namespaced_secret(
+            name, namespace, _request_timeout=API_TIMEOUT_SECONDS, _preload_content=False
+        )
+        try:
+            body = json.loads(response.data)
+        finally:
+            response.release_conn()
+        if not isinstance(body, dict):
+            raise ValueError("the API server's answer is not an object")
+        return body
