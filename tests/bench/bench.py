@@ -695,21 +695,22 @@ def latency(count: int, spacing: float, env: Mapping[str, str], label: str) -> d
         baseline = threading.Thread(target=lambda: asyncio.run(baselines()), daemon=True)
         baseline.start()
         created: dict[str, float] = {}
-        names = [f"lat-{i}" for i in range(count)]
-        for index, agent in enumerate(ours):
-            target = time.monotonic() + spacing
-            created[names[index]] = stack.create(names[index], agent, terminate=index % 2 == 1)
-            time.sleep(max(0.0, target - time.monotonic()))
-        stack.wait_terminal(names, timeout=300)
+
+        def create_spaced(prefix: str, agents: Sequence[str]) -> list[str]:
+            """One request per agent, `spacing` seconds apart, alternating force and terminate."""
+            batch = [f"{prefix}-{i}" for i in range(len(agents))]
+            for index, agent in enumerate(agents):
+                target = time.monotonic() + spacing
+                created[batch[index]] = stack.create(batch[index], agent, terminate=index % 2 == 1)
+                time.sleep(max(0.0, target - time.monotonic()))
+            stack.wait_terminal(batch, timeout=300)
+            return batch
+
+        names = create_spaced("lat", ours)
         baseline.join(300)
         # The same again on the now warm controller (it knows the nodes' times from the first batch).
         warm_start = time.time()
-        warm_names = [f"warm-{i}" for i in range(count)]
-        for index, agent in enumerate(warm):
-            target = time.monotonic() + spacing
-            created[warm_names[index]] = stack.create(warm_names[index], agent, terminate=index % 2 == 1)
-            time.sleep(max(0.0, target - time.monotonic()))
-        stack.wait_terminal(warm_names, timeout=300)
+        warm_names = create_spaced("warm", warm)
         state, load, stops = stack.sim_state(), stack.sim_load(), stack.stops()
         audit = stack.audit()
 
