@@ -10,7 +10,10 @@ ObStopRequest and prints its status as it moves. Exits 0 once it is Succeeded, 1
 from __future__ import annotations
 
 import argparse
+import faulthandler
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -55,6 +58,8 @@ def _run(args: argparse.Namespace) -> int:
         raise SystemExit(
             "obstop sandbox: obshell refuses an immediate GLOBAL stop; use --mode force or terminate"
         )
+    # `kill -USR1 <pid>` prints every thread's stack: what a sandbox that does not stop is waiting for.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     say = _printer()
     say(
         f"starting: local control plane (etcd + kube-apiserver), {args.zones}x{args.servers_per_zone} "
@@ -98,7 +103,10 @@ def _run(args: argparse.Namespace) -> int:
         say(f"obshell received {len(stops)} stop request(s)")
         if args.keep:
             _keep(stack, say)
-        return result
+        say("stopping: the controller, the simulated agents, the control plane")
+        stopping = time.monotonic()
+    say(f"stopped in {time.monotonic() - stopping:.1f}s")
+    return result
 
 
 # The request the --keep hint suggests: one the simulated cluster accepts whatever the sandbox's own stop left
@@ -127,12 +135,17 @@ def keep_hint(kubeconfig: object, namespace: str, agents: list[str]) -> str:
 
 def _keep(stack: Stack, say: Callable[[str], None]) -> None:
     agents = [a.address for a in stack.sim.clusters[0].agents]
+    stop = threading.Event()
+    # Handlers of its own, as Go's signal.Notify installs them for kubectl and kube-apiserver: a shell's
+    # background job (`./dev sandbox --keep &` in a script) starts with SIGINT ignored, and Python then raises
+    # no KeyboardInterrupt, so Ctrl-C or `kill -INT` would never stop it. SIGTERM stops it the same way.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
     say(keep_hint(stack.kubeconfig, stack.namespace, agents))
-    try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
+    while not stop.wait(1):
         pass
+    # A second Ctrl-C while it stops interrupts the shutdown (each step is bounded anyway: obstop.testing.stack).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _printer() -> Callable[[str], None]:
