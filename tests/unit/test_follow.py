@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from obstop.controller.follow import has_work, not_older, status_changes
+from obstop.controller.follow import has_work, kept, not_older, status_changes
 
 
 def merge(target: Any, patch: Any) -> Any:
@@ -59,3 +59,24 @@ def test_work_is_a_live_request_or_an_unacknowledged_reorder_of_a_finished_one()
     for terminal in ("Succeeded", "Failed", "Cancelled", "Validated"):
         assert not has_work(body(terminal))
         assert has_work(body(terminal, generation=2, observed=1)), terminal
+
+
+def test_a_follower_keeps_the_body_but_its_managed_fields_and_leaves_kopfs_copy_alone() -> None:
+    managed = [{"manager": "obstop", "operation": "Update", "fieldsV1": {"f:status": {}}}]
+    body: dict[str, Any] = {
+        "apiVersion": "obshell.oceanbase.com/v1alpha1",
+        "kind": "ObStopRequest",
+        "metadata": {
+            "name": "s",
+            "namespace": "ops",
+            "uid": "u",
+            "resourceVersion": "7",
+            "managedFields": managed,
+        },
+        "spec": {"scope": {"type": "GLOBAL"}},
+        "status": {"phase": "Running"},
+    }
+    mine = kept(body)
+    assert mine == {**body, "metadata": {"name": "s", "namespace": "ops", "uid": "u", "resourceVersion": "7"}}
+    assert body["metadata"]["managedFields"] is managed  # Kopf's body is not changed
+    assert mine["metadata"] is not body["metadata"]

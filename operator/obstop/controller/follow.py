@@ -184,13 +184,13 @@ class Followers:
         if follower is None:
             if not has_work(body):
                 return  # finished before this process started: nothing to keep
-            follower = self._by_uid[uid] = Follower(uid, body, logger)
+            follower = self._by_uid[uid] = Follower(uid, kept(body), logger)
         else:
             if follower.wrote is not None and not not_older(_version(body), follower.wrote):
                 return  # older than our own last write: already superseded
             if _outside_status(body) != _outside_status(follower.body):
                 follower.poked.set()
-            follower.body = body
+            follower.body = kept(body)
             follower.delivered.set()
         if (follower.task is None or follower.task.done()) and not self._stopping and has_work(body):
             follower.poked.clear()
@@ -309,6 +309,14 @@ class Followers:
         if runtime is not None and not runtime.may_have_landed:
             f.logger.info("the status was changed by another writer: looking on the agent before any POST")
             runtime.may_have_landed = True
+
+
+def kept(body: Mapping[str, Any]) -> dict[str, Any]:
+    """What a follower keeps of a delivered body: all of it but metadata.managedFields (the API server's record
+    of field ownership, kilobytes per object that nothing here reads), in a dict of its own, so that Kopf's copy
+    of the event can go."""
+    metadata = {k: v for k, v in (body.get("metadata") or {}).items() if k != "managedFields"}
+    return {**{k: v for k, v in body.items() if k != "metadata"}, "metadata": metadata}
 
 
 def _version(body: Mapping[str, Any]) -> str | None:
