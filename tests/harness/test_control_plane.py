@@ -153,3 +153,32 @@ def test_proxy_forwards_the_token_identity_and_injects_faults(control_plane: Con
             event = client.get("/api/v1/namespaces", params={"watch": "true"}).json()
             assert event["type"] == "ERROR" and event["object"]["code"] == 500
         assert [c.status for c in proxy.recorded(resource="namespaces", verb="get")] == [200, 503, 503, 200]
+
+
+def test_a_port_taken_before_kube_apiserver_binds_it_starts_both_again_on_others(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The race is made certain: the first ports handed out include one a socket of this test listens on, so the
+    real kube-apiserver fails to bind it ("address already in use"); the control plane starts again."""
+    import socket
+
+    from obstop.testing import controlplane
+
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    real, calls = controlplane._free_ports, []
+
+    def first_with_a_taken_port(count: int) -> list[int]:
+        ports = real(count)
+        calls.append(ports)
+        return [*ports[:-1], taken.getsockname()[1]] if len(calls) == 1 else ports
+
+    monkeypatch.setattr(controlplane, "_free_ports", first_with_a_taken_port)
+    try:
+        with ControlPlane() as cp, cp.http() as admin:
+            assert len(calls) == 2
+            assert cp.url.endswith(f":{calls[1][-1]}")
+            assert admin.get(f"{cp.url}/api/v1/namespaces/default").status_code == 200
+    finally:
+        taken.close()
