@@ -91,7 +91,10 @@ def test_cancel_ends_a_running_stop_cancelled(stack: Stack) -> None:
     status = stack.get("to-cancel")["status"]
     assert status["phase"] == "Cancelled" and status["reason"] == "CancelledOnRequest", status
     assert "observers already stopped" in status["message"]
-    assert [e["reason"] for e in stack.events("to-cancel")].count("Cancelled") == 1
+    events = stack.wait_for_events(
+        "to-cancel", lambda events: any(e["reason"] == "Cancelled" for e in events)
+    )
+    assert [e["reason"] for e in events].count("Cancelled") == 1, events
 
 
 def test_bad_flags_are_refused_before_anything_is_created(stack: Stack) -> None:

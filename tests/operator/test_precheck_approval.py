@@ -114,10 +114,8 @@ def test_a_dry_run_reports_and_stops_nothing(stack: Stack) -> None:
     )
     assert "3 zone(s), 3 agent(s)" in status["message"], status["message"]
     assert len(stack.sim.stops()) == before and "submission" not in status
-    deadline = time.monotonic() + 10
-    while not stack.events("dry") and time.monotonic() < deadline:  # posted just after the status
-        time.sleep(0.1)
-    assert {e["reason"] for e in stack.events("dry")} == {"Validated"}
+    events = stack.wait_for_events("dry", bool)
+    assert {e["reason"] for e in events} == {"Validated"}, events
 
 
 def test_a_missing_zone_is_refused_before_any_post(stack: Stack) -> None:
@@ -186,8 +184,9 @@ def test_approval_waits_refuses_the_unauthorised_and_lets_the_approver_through(s
     assert status["approval"]["approvedBy"] == BOB and status["approval"]["name"] == "by-bob", status
     assert status["approval"]["approvedAt"] == given.json()["metadata"]["creationTimestamp"]
     assert landed(stack) == before + 1
-    reasons = [e["reason"] for e in stack.events("gated")]
-    assert "AwaitingApproval" in reasons and "Approved" in reasons, reasons
+    stack.wait_for_events(
+        "gated", lambda events: {"AwaitingApproval", "Approved"} <= {e["reason"] for e in events}
+    )
     stack.sim.reset()
 
 

@@ -128,7 +128,9 @@ def test_stop_answer_slower_than_the_timeout(stack: Stack, cluster: int) -> None
     assert timed_out["reason"] == "AgentUnreachable" and "dag" not in timed_out
     _succeeded_once(stack, "slow-answer", cluster)
     assert len(stops_on(stack, cluster)) == 1
-    assert any("found on the agent" in e["message"] for e in stack.events("slow-answer"))
+    stack.wait_for_events(
+        "slow-answer", lambda events: any("found on the agent" in e["message"] for e in events)
+    )
 
 
 def test_connection_dropped_after_the_stop_and_after_the_lookup(stack: Stack, cluster: int) -> None:
@@ -227,8 +229,8 @@ def test_a_normal_stop_writes_the_status_only_when_it_changes(stack: Stack, clus
     writes = proxy.recorded(verb="patch", resource="obstoprequests", name="quiet-writes")
     assert {w.subresource for w in writes} == {"status"}, writes
     assert 3 <= len(writes) <= 3 + int(status["dag"]["maxStage"]), writes
-    wait_until(lambda: len(stack.events("quiet-writes")) >= 2, what="the two events")
-    assert sorted(e["reason"] for e in stack.events("quiet-writes")) == ["Submitted", "Succeeded"]
+    events = stack.wait_for_events("quiet-writes", lambda events: len(events) >= 2)
+    assert sorted(e["reason"] for e in events) == ["Submitted", "Succeeded"]
 
 
 def test_every_status_write_refused_with_409_for_a_while(stack: Stack, cluster: int) -> None:

@@ -406,6 +406,25 @@ class Stack:
             if e.involved_object is not None and e.involved_object.name == name
         ]
 
+    def wait_for_events(
+        self,
+        name: str,
+        condition: Callable[[list[dict[str, Any]]], bool],
+        *,
+        timeout: float = 10.0,
+        namespace: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """The object's events once `condition` holds for them. Kopf posts events from a queue of its own,
+        after the status write that a test usually waits for, so a test reading them at once can race."""
+        deadline = time.monotonic() + timeout
+        while True:
+            events = self.events(name, namespace)
+            if condition(events):
+                return events
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"events of {name}: condition not met within {timeout}s; seen: {events}")
+            time.sleep(0.05)
+
     def watch(
         self, name: str, *, timeout: float, namespace: str | None = None, interval: float = 0.05
     ) -> Iterator[dict[str, Any]]:
