@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -23,10 +24,32 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def import_kopf_without_kubernetes_models() -> None:
+    """Import Kopf with the kubernetes client hidden, when nothing has imported that yet.
+
+    kopf/_cogs/helpers/thirdparty.py imports `kubernetes.client` whenever it is installed (the kubectl plugin
+    needs it), only to recognise the client's model objects handed to kopf.adopt() and the like; the
+    controller hands none and calls the API through httpx (controller/kubeapi.py). Its models are about 22 MiB
+    of an idle controller's 99 (docs/benchmark.md). Hidden only while Kopf is imported: a kubeconfig that needs
+    the client's login (kubeapi.login) imports it later as usual.
+    """
+    hidden = ("kubernetes", "kubernetes_asyncio")
+    if any(name in sys.modules for name in hidden):
+        return
+    for name in hidden:
+        sys.modules[name] = None  # type: ignore[assignment]  # the import system's "not importable" mark
+    try:
+        import kopf  # noqa: F401
+    finally:
+        for name in hidden:
+            del sys.modules[name]
+
+
 def main(args: argparse.Namespace) -> int:
     import asyncio
     import logging
 
+    import_kopf_without_kubernetes_models()
     import kopf
 
     from obstop.controller.main import registry

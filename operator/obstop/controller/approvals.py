@@ -7,18 +7,18 @@ record who created an object, so `spec.approvedBy` is written by the approver an
 chart's ValidatingAdmissionPolicy (`spec.approvedBy == request.userInfo.username`): the name in status is the
 API server's, not the approver's claim. docs/security.md has the RBAC.
 
-`choose` (pure) picks the approval that counts; `ApprovalReader` lists them (the kubernetes client is
-synchronous: calls run in a worker thread).
+`choose` (pure) picks the approval that counts; `ApprovalReader` lists them.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from urllib.parse import quote
 
+from obstop.controller.kubeapi import ApiError, KubeApi
 from obstop.controller.resource import GROUP, VERSION
 from obstop.controller.secrets import API_TIMEOUT_SECONDS
 from obstop.controller.status import parse_time
@@ -84,28 +84,14 @@ def choose(
 
 
 class ApprovalReader:
-    def __init__(self, api: Any) -> None:
-        self._api = api  # kubernetes.client.CustomObjectsApi
-
-    @classmethod
-    def from_client(cls, api_client: Any) -> ApprovalReader:
-        from kubernetes import client
-
-        return cls(client.CustomObjectsApi(api_client))
+    def __init__(self, api: KubeApi) -> None:
+        self._api = api
 
     async def list(self, namespace: str) -> list[ApprovalObject]:
-        from kubernetes.client.exceptions import ApiException
-
+        path = f"/apis/{GROUP}/{VERSION}/namespaces/{quote(namespace, safe='')}/{APPROVAL_PLURAL}"
         try:
-            listed = await asyncio.to_thread(
-                self._api.list_namespaced_custom_object,
-                GROUP,
-                VERSION,
-                namespace,
-                APPROVAL_PLURAL,
-                _request_timeout=API_TIMEOUT_SECONDS,
-            )
-        except ApiException as exc:
+            listed = await self._api.get(path, within=API_TIMEOUT_SECONDS)
+        except ApiError as exc:
             if exc.status == 404:
                 raise ApprovalsUnavailable(
                     f"the {APPROVAL_KIND} CRD is not installed (install deploy/crds/, or the chart)"
@@ -117,8 +103,8 @@ class ApprovalReader:
             raise ApprovalsUnavailable(
                 f"cannot list {APPROVAL_PLURAL} in {namespace}: HTTP {exc.status}"
             ) from None
-        except Exception as exc:  # connection errors of the API client
+        except Exception as exc:  # no answer: the API server may be restarting
             raise ApprovalsUnavailable(f"cannot list {APPROVAL_PLURAL}: {type(exc).__name__}") from None
-        items = listed.get("items") if isinstance(listed, Mapping) else None
+        items = listed.get("items")
         found = (ApprovalObject.from_wire(item) for item in items or () if isinstance(item, Mapping))
         return [a for a in found if a is not None]

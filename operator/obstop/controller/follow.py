@@ -23,14 +23,16 @@ import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+from urllib.parse import quote
 
 from obstop.controller.decisions import Decision
+from obstop.controller.kubeapi import ApiError, KubeApi
 from obstop.controller.resource import GROUP, PLURAL, VERSION, Phase
 from obstop.controller.status import RequestStatus, parse_time
 from obstop.controller.stop import Controller, Logger, Request
 
 # With etcd down, kube-apiserver accepts a call and answers nothing for a minute or more: bound each write so
-# no worker thread waits that long (Kopf bounds its own calls: settings.networking.request_timeout).
+# the step retries sooner (Kopf bounds its own calls: settings.networking.request_timeout).
 API_TIMEOUT_SECONDS = 30.0
 
 
@@ -48,24 +50,18 @@ class EventPoster(Protocol):
     def __call__(self, body: Mapping[str, Any], type: str, reason: str, message: str) -> None: ...
 
 
-def status_patcher(api: Any) -> StatusWriter:
-    """A StatusWriter on the /status subresource (kubernetes.client.CustomObjectsApi, called in a thread)."""
-    from kubernetes.client.exceptions import ApiException
+def status_patcher(api: KubeApi) -> StatusWriter:
+    """A StatusWriter on the /status subresource: a JSON merge patch, so no resourceVersion precondition (the
+    follower is the status's one writer; someone else's write is noticed on its delivery)."""
 
     async def write(namespace: str, name: str, changes: Mapping[str, Any]) -> str:
+        path = (
+            f"/apis/{GROUP}/{VERSION}/namespaces/{quote(namespace, safe='')}/{PLURAL}/{quote(name, safe='')}"
+            "/status"
+        )
         try:
-            obj = await asyncio.to_thread(
-                api.patch_namespaced_custom_object_status,
-                GROUP,
-                VERSION,
-                namespace,
-                PLURAL,
-                name,
-                {"status": dict(changes)},
-                _content_type="application/merge-patch+json",
-                _request_timeout=API_TIMEOUT_SECONDS,
-            )
-        except ApiException as exc:
+            obj = await api.merge_patch(path, {"status": dict(changes)}, within=API_TIMEOUT_SECONDS)
+        except ApiError as exc:
             if exc.status == 404:
                 raise Gone(name) from None
             raise
@@ -325,12 +321,6 @@ def _version(body: Mapping[str, Any]) -> str | None:
 
 
 def _describe(exc: BaseException) -> str:
-    """The error's kind, never its text (an API answer may quote the request): `ApiException HTTP 409`,
-    `MaxRetryError NewConnectionError` (urllib3 says why it gave up in `reason`)."""
-    status, reason = getattr(exc, "status", None), getattr(exc, "reason", None)
-    why = (
-        f" HTTP {status}"
-        if status
-        else (f" {type(reason).__name__}" if isinstance(reason, Exception) else "")
-    )
-    return type(exc).__name__ + why
+    """The error's kind, never its text (an API answer may quote the request): `ApiError HTTP 409 Conflict`,
+    `ConnectError`, `ReadTimeout`."""
+    return f"ApiError {exc}" if isinstance(exc, ApiError) else type(exc).__name__

@@ -14,13 +14,13 @@ from collections.abc import Mapping
 from typing import Any
 
 import kopf
-from kubernetes.client import CustomObjectsApi
 
 from obstop.controller.approvals import ApprovalReader
 from obstop.controller.follow import Followers, status_patcher
+from obstop.controller.kubeapi import ApiError, KubeApi, login
 from obstop.controller.metrics import Metrics, serve
 from obstop.controller.resource import GROUP, PLURAL, VERSION
-from obstop.controller.secrets import SecretReader, kubernetes_client
+from obstop.controller.secrets import SecretReader
 from obstop.controller.settings import Settings
 from obstop.controller.stop import Controller
 
@@ -79,20 +79,18 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     ours: Settings = memo["settings"]
     configure_kopf(settings, ours)
     metrics = Metrics()
-    api_client = kubernetes_client()
-    controller = Controller(
-        ours, SecretReader.from_client(api_client), metrics, ApprovalReader.from_client(api_client)
-    )
+    # The startup handlers run before Kopf logs in: the controller's own client logs in on its first call,
+    # with the same handler.
+    api = memo["kubeapi"] = KubeApi(lambda: login(settings=settings, logger=logging.getLogger("obstop")))
+    controller = Controller(ours, SecretReader(api), metrics, ApprovalReader(api))
     memo["controller"] = controller
     if ours.health_port:
         memo["health"] = await serve(metrics, ours.health_port)
     if ours.peering:
-        await ensure_peering(
-            CustomObjectsApi(api_client), ours.peering, ours.namespaces, logging.getLogger("obstop")
-        )
+        await ensure_peering(api, ours.peering, ours.namespaces, logging.getLogger("obstop"))
     memo["followers"] = Followers(
         controller,
-        status_patcher(CustomObjectsApi(api_client)),
+        status_patcher(api),
         post_event,
         stall_seconds=ours.stall_seconds,
         retry_max_seconds=ours.retry_max_seconds,
@@ -105,14 +103,17 @@ class PeeringUnavailable(kopf.PermanentError):
 
 
 async def ensure_peering(
-    api: Any, name: str, namespaces: tuple[str, ...], logger: logging.Logger, *, wait_seconds: float = 60.0
+    api: KubeApi,
+    name: str,
+    namespaces: tuple[str, ...],
+    logger: logging.Logger,
+    *,
+    wait_seconds: float = 60.0,
 ) -> None:
     """Create the peering object(s) the replicas meet in, unless they exist: a ClusterKopfPeering in cluster-wide
     mode, a KopfPeering per watched namespace otherwise. Kopf only writes to an existing one. Done here at each
     start, not by a Helm hook: a hook re-run on every Argo CD sync re-created the object under running replicas,
     which then all acted until they met again, and a hook can run before its CRD is served."""
-    from kubernetes.client.exceptions import ApiException
-
     body = {"apiVersion": "kopf.dev/v1", "metadata": {"name": name}}
     targets: list[tuple[str | None, str]] = (
         [(ns, "kopfpeerings") for ns in namespaces] if namespaces else [(None, "clusterkopfpeerings")]
@@ -122,11 +123,11 @@ async def ensure_peering(
         kind = "KopfPeering" if namespace else "ClusterKopfPeering"
         while True:
             try:
-                await _create_peering(api, namespace, plural, {**body, "kind": kind})
+                await api.create(_peering_path(namespace, plural), {**body, "kind": kind})
                 logger.info(
                     "created the peering object %s %s", kind, f"{namespace}/{name}" if namespace else name
                 )
-            except ApiException as exc:
+            except ApiError as exc:
                 if exc.status == 409:  # it exists: the usual case, never replaced
                     break
                 if exc.status == 404 and asyncio.get_running_loop().time() < deadline:
@@ -141,19 +142,13 @@ async def ensure_peering(
             break
 
 
-async def _create_peering(api: Any, namespace: str | None, plural: str, body: dict[str, Any]) -> None:
-    if namespace is None:
-        await asyncio.to_thread(api.create_cluster_custom_object, "kopf.dev", "v1", plural, body)
-    else:
-        await asyncio.to_thread(
-            api.create_namespaced_custom_object, "kopf.dev", "v1", namespace, plural, body
-        )
+def _peering_path(namespace: str | None, plural: str) -> str:
+    return (
+        f"/apis/kopf.dev/v1/namespaces/{namespace}/{plural}" if namespace else f"/apis/kopf.dev/v1/{plural}"
+    )
 
 
-@kopf.on.login(registry=registry)
-def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
-    """Credentials as the kubernetes client finds them: in-cluster service account, else $KUBECONFIG."""
-    return kopf.login_via_client(**kwargs)
+kopf.on.login(registry=registry)(login)  # kubeapi.login: the service account, else $KUBECONFIG
 
 
 @kopf.on.cleanup(registry=registry)
@@ -163,6 +158,8 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
         await memo["followers"].aclose()
     if controller is not None:
         await controller.aclose()
+    if memo.get("kubeapi") is not None:
+        await memo["kubeapi"].aclose()
     if memo.get("health") is not None:
         await memo["health"].cleanup()
 
