@@ -40,7 +40,7 @@ def stack() -> Iterator[Stack]:
 
 
 def _failed_patches(stack: Stack, name: str, error: str) -> list[str]:
-    """The controller's log lines of a status write of the request that failed with `error` (e.g. ReadTimeoutError)."""
+    """The controller's log lines of a status write of the request that failed with `error` (an httpx error's name, e.g. ReadTimeout)."""
     pattern = re.compile(rf"\[{stack.namespace}/{name}\] could not write the status \(.*{error}.*\)")
     return pattern.findall(stack.controller_logs())
 
@@ -98,7 +98,7 @@ def test_kube_apiserver_sigkilled_mid_request_and_restarted(stack: Stack) -> Non
     cp = control_plane_of(stack)
     dag_id = _stop_answered_during_outage(stack, "apiserver-killed", cp.kill_apiserver)
     wait_until(
-        lambda: _failed_patches(stack, "apiserver-killed", "NewConnectionError|ProtocolError"),
+        lambda: _failed_patches(stack, "apiserver-killed", "ConnectError|ReadError|WriteError|RemoteProtocolError"),
         what="the controller's status write is refused",
     )
     restarted_at = len(cp.audit_events())
@@ -121,7 +121,7 @@ def test_etcd_sigkilled_mid_request_and_restarted(stack: Stack) -> None:
     dag_id = _stop_answered_during_outage(stack, "etcd-killed", cp.kill_etcd)
     wait_until(lambda: _etcd_reported_down(cp), timeout=60, what="kube-apiserver reports etcd down")
     wait_until(
-        lambda: _failed_patches(stack, "etcd-killed", "TimeoutError|HTTP 5"),
+        lambda: _failed_patches(stack, "etcd-killed", "ReadTimeout|HTTP 5"),
         timeout=120,
         what="the controller's status write times out",
     )

@@ -78,6 +78,9 @@ class KubeApi:
         self._http: httpx.AsyncClient | None = None
         self._login_lock = asyncio.Lock()
         self._retired: set[asyncio.Task[None]] = set()
+        # Calls wait here rather than in httpcore's pool, which scans every queued call each time a connection
+        # frees: with 1,000 requests its listcomp was the largest self time in the profile (docs/benchmark.md).
+        self._slots = asyncio.Semaphore(max_connections)
 
     async def get(self, path: str, *, within: float | None = None) -> dict[str, Any]:
         return await self.request("GET", path, within=within)
@@ -105,11 +108,12 @@ class KubeApi:
         and httpx.TransportError when no answer came."""
         content = None if body is None else json.dumps(body, separators=(",", ":")).encode()
         headers = {"Content-Type": content_type} if content is not None else None
-        # Unbounded wait for a pooled connection: each call ahead is bounded by its own timeout.
+        # No bound on the wait for a connection: each call ahead is bounded by its own timeout.
         limit = httpx.Timeout(within or self._timeout, pool=None)
         for attempt in (1, 2):
             http = await self._client()
-            response = await http.request(method, path, content=content, headers=headers, timeout=limit)
+            async with self._slots:
+                response = await http.request(method, path, content=content, headers=headers, timeout=limit)
             if response.status_code == 401 and attempt == 1:
                 await self._login_again(http)
                 continue
