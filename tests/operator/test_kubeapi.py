@@ -15,7 +15,7 @@ import httpx
 import kopf
 import pytest
 
-from obstop.controller.kubeapi import ApiError, KubeApi, login
+from obstop.controller.kubeapi import ApiError, KubeApi, in_cluster_server, login
 from obstop.testing.controlplane import ADMIN_USER
 
 LOG = logging.getLogger("test")
@@ -124,3 +124,18 @@ def test_the_controller_imports_kopf_without_the_kubernetes_models() -> None:
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == ["[]", "importable after"], done.stdout
+
+
+@pytest.mark.parametrize(
+    ("environ", "server"),
+    [
+        ({"KUBERNETES_SERVICE_HOST": "10.96.0.1", "KUBERNETES_SERVICE_PORT": "443"}, "https://10.96.0.1:443"),
+        ({"KUBERNETES_SERVICE_HOST": "fd00::1", "KUBERNETES_SERVICE_PORT": "6443"}, "https://[fd00::1]:6443"),
+        ({"KUBERNETES_SERVICE_HOST": "10.96.0.1"}, None),
+        ({}, None),
+    ],
+)
+def test_in_cluster_server_comes_from_the_kubelets_variables(
+    environ: dict[str, str], server: str | None
+) -> None:
+    assert in_cluster_server(environ) == server

@@ -98,7 +98,9 @@ def test_kube_apiserver_sigkilled_mid_request_and_restarted(stack: Stack) -> Non
     cp = control_plane_of(stack)
     dag_id = _stop_answered_during_outage(stack, "apiserver-killed", cp.kill_apiserver)
     wait_until(
-        lambda: _failed_patches(stack, "apiserver-killed", "ConnectError|ReadError|WriteError|RemoteProtocolError"),
+        lambda: _failed_patches(
+            stack, "apiserver-killed", "ConnectError|ReadError|WriteError|RemoteProtocolError"
+        ),
         what="the controller's status write is refused",
     )
     restarted_at = len(cp.audit_events())

@@ -11,7 +11,9 @@ Kopf delivers bodies; an error carries the HTTP status and the Status object's `
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
+import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -51,14 +53,25 @@ def login(*, settings: kopf.OperatorSettings, logger: Any, **_: Any) -> kopf.Con
     $KUBECONFIG (or ~/.kube/config), read by Kopf itself. A kubeconfig user that runs an exec or auth-provider
     plugin (a cloud's CLI) carries no credentials Kopf can read; for that one the kubernetes client logs in,
     when installed."""
-    found = kopf.login_with_service_account(settings=settings, logger=logger) or kopf.login_with_kubeconfig(
-        settings=settings, logger=logger
-    )
+    found = kopf.login_with_service_account(settings=settings, logger=logger)
+    if found is not None:
+        return dataclasses.replace(found, server=in_cluster_server(os.environ) or found.server)
+    found = kopf.login_with_kubeconfig(settings=settings, logger=logger)
     if found is not None and (
         found.token or found.username or found.certificate_path or found.certificate_data
     ):
         return found
     return kopf.login_via_client(settings=settings, logger=logger) or found
+
+
+def in_cluster_server(environ: Mapping[str, str]) -> str | None:
+    """The API server's address from the variables the kubelet sets, as client-go's InClusterConfig takes it
+    (k8s.io/client-go/rest/config.go): Kopf's service-account login names kubernetes.default.svc, which needs
+    the cluster's DNS (a pod on dnsPolicy: Default has none)."""
+    host, port = environ.get("KUBERNETES_SERVICE_HOST"), environ.get("KUBERNETES_SERVICE_PORT")
+    if not host or not port:
+        return None
+    return f"https://[{host}]:{port}" if ":" in host else f"https://{host}:{port}"
 
 
 class KubeApi:
