@@ -4,6 +4,7 @@ would need a Kubernetes API server); everything between the step and the agent i
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
@@ -73,3 +74,33 @@ async def test_a_restarted_controller_adopts_the_dag_of_its_lost_answer(sim: Obs
         assert len(sim.stops) == 1
     finally:
         await second.aclose()
+
+
+async def test_a_poll_can_be_aimed_again_only_from_a_step_that_aimed_one(sim: ObshellSimulator) -> None:
+    """Controller.replan (pacing.py rule 5): after the POST and after each poll, the aim made again from the
+    same answer; after a step whose next one is not a poll (the record, a fault, the end), nothing."""
+    agent = sim.clusters[0].agents[0].address
+    controller = Controller(Settings(), StaticSecrets(PASSWORD))  # type: ignore[arg-type]
+    try:
+        uid = request("paced", agent, {}).uid
+        status = await run_step(controller, "paced", agent, {})
+        assert "submission" in status and controller.replan(uid) is None
+        decision = await controller.step(request("paced", agent, status), log)
+        assert decision.status.dag is not None and decision.next_step_in is not None
+        assert controller.replan(uid) == pytest.approx(decision.next_step_in)  # nothing learned since
+        sim.faults.error_burst(5, agent=agent, method="GET")  # the DAG cannot be read: a fault, retried later
+        faulted = await controller.step(request("paced", agent, decision.status.to_wire()), log)
+        assert faulted.status.last_error and controller.replan(uid) is None
+        status = faulted.status.to_wire()
+        sim.faults.clear()
+        while True:
+            decision = await controller.step(request("paced", agent, status), log)
+            status = decision.status.to_wire()
+            if decision.next_step_in is None:
+                break
+            assert controller.replan(uid) is not None
+            await asyncio.sleep(0.2)
+        assert status["phase"] == "Succeeded" and controller.replan(uid) is None
+        assert controller.knowledge > 0, "the DAG's node times were learned"
+    finally:
+        await controller.aclose()

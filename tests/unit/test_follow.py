@@ -1,11 +1,18 @@
 """The pure parts of follow.py: the merge patch between two statuses, the resourceVersion order, and which
-delivered requests have work. (The followers themselves run against the real API server: tests/reliability.)"""
+delivered requests have work (the followers themselves run against the real API server: tests/reliability);
+and how a waiting follower is woken to aim its poll again."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from collections.abc import Mapping
 from typing import Any
 
-from obstop.controller.follow import has_work, kept, not_older, status_changes
+from obstop.controller.decisions import Decision
+from obstop.controller.follow import Followers, has_work, kept, not_older, status_changes
+from obstop.controller.runtime import Runtimes
+from obstop.controller.stop import Request
 
 
 def merge(target: Any, patch: Any) -> Any:
@@ -80,3 +87,96 @@ def test_a_follower_keeps_the_body_but_its_managed_fields_and_leaves_kopfs_copy_
     assert mine == {**body, "metadata": {"name": "s", "namespace": "ops", "uid": "u", "resourceVersion": "7"}}
     assert body["metadata"]["managedFields"] is managed  # Kopf's body is not changed
     assert mine["metadata"] is not body["metadata"]
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Waiting followers aim their polls again when something was learned (pacing.py rule 5)
+
+
+class ScriptedController:
+    """Stands in for stop.Controller, whose pacing is tested on a logical clock (test_pacing.py): what is under
+    test here is follow.py's waiting, so each step only says when the next one is due, and a request's first
+    step can teach something (`knowledge` grows), as a poll that saw a node end does."""
+
+    def __init__(self, replans: dict[str, float | None], teaches: set[str]) -> None:
+        self.replans, self.teaches = replans, teaches
+        self.knowledge = 0
+        self.steps: list[tuple[str, float]] = []
+        self.runtimes = Runtimes()
+
+    async def step(self, req: Request, logger: Any) -> Decision:
+        self.steps.append((req.name, asyncio.get_running_loop().time()))
+        if req.name in self.teaches:
+            self.teaches.discard(req.name)
+            self.knowledge += 1
+        return Decision(req.status, 30.0)
+
+    def replan(self, uid: str) -> float | None:
+        return self.replans.get(uid)
+
+
+def running(name: str) -> dict[str, Any]:
+    return {
+        "metadata": {"name": name, "namespace": "ns", "uid": name, "generation": 1},
+        "status": {"phase": "Running"},
+    }
+
+
+async def followers_of(controller: ScriptedController) -> Followers:
+    async def write(namespace: str, name: str, changes: Mapping[str, Any]) -> str:
+        raise AssertionError("an unchanged status is never written")
+
+    return Followers(controller, write, lambda *a: None, stall_seconds=5.0)  # type: ignore[arg-type]
+
+
+async def test_a_waiting_follower_aims_again_when_another_request_taught_something() -> None:
+    controller = ScriptedController({"waits": 0.2, "unpaced": None}, teaches=set())
+    followers = await followers_of(controller)
+    log = logging.getLogger("test")
+    for name in ("waits", "unpaced"):
+        followers.deliver("ADDED", running(name), log)
+    await asyncio.sleep(0.2)
+    assert [n for n, _ in controller.steps] == ["waits", "unpaced"]  # both now wait 30 s
+    controller.teaches.add("teacher")
+    followers.deliver("ADDED", running("teacher"), log)
+    started = asyncio.get_running_loop().time()
+    while [n for n, _ in controller.steps].count(
+        "waits"
+    ) < 2 and asyncio.get_running_loop().time() - started < 5:
+        await asyncio.sleep(0.05)
+    again = [t for n, t in controller.steps if n == "waits"][1:]
+    assert again and again[0] - started < 2.0, "re-aimed 0.2 s from its last answer: due at once, not in 30 s"
+    await asyncio.sleep(0.5)
+    assert [n for n, _ in controller.steps].count("unpaced") == 1, "a wait that is not an aimed poll stays"
+    await followers.aclose()
+
+
+async def test_news_is_passed_on_at_most_every_half_second_and_a_persons_change_still_steps_at_once() -> None:
+    controller = ScriptedController({"waits": 25.0}, teaches=set())
+    followers = await followers_of(controller)
+    log = logging.getLogger("test")
+    followers.deliver("ADDED", running("waits"), log)
+    await asyncio.sleep(0.1)
+    replans = 0
+    original = controller.replan
+
+    def counting(uid: str) -> float | None:
+        nonlocal replans
+        replans += uid == "waits"
+        return original(uid)
+
+    controller.replan = counting  # type: ignore[method-assign]
+    controller.teaches.update({"t1", "t2", "t3"})
+    for name in ("t1", "t2", "t3"):  # three lessons within a few milliseconds
+        followers.deliver("ADDED", running(name), log)
+    await asyncio.sleep(0.2)
+    assert replans == 1, "the later lessons wait for the spacing"
+    await asyncio.sleep(0.6)
+    assert replans == 2, "and are then passed on together, once"
+    assert [n for n, _ in controller.steps].count("waits") == 1, "re-aimed to 25 s again: no step"
+    changed = running("waits")
+    changed["metadata"]["annotations"] = {"obstop.oceanbase.com/cancel": "true"}
+    followers.deliver("MODIFIED", changed, log)
+    await asyncio.sleep(0.2)
+    assert [n for n, _ in controller.steps].count("waits") == 2, "a person's change steps at once"
+    await followers.aclose()

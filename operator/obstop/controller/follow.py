@@ -2,7 +2,8 @@
 
 Kopf watches the requests and hands every event to `Followers.deliver` (main.py); it writes nothing itself. Each
 request that has work to do gets one task that runs `Controller.step`, writes the status only when it changed,
-posts the step's events, and waits for the next step. A step that changes nothing (a poll that sees the same
+posts the step's events, and waits for the next step (aiming its poll again if another request's DAG taught
+the controller something meanwhile: pacing.py rule 5). A step that changes nothing (a poll that sees the same
 stage) costs no write at all. Kopf's own scheduling (a change handler re-run through TemporaryError) cost three
 writes per step (its touch, its progress annotations, the status) whether anything changed or not; its daemons
 would need a finalizer, and a finalizer makes deleting a request hang while the controller is down.
@@ -34,6 +35,9 @@ from obstop.controller.stop import Controller, Logger, Request
 # With etcd down, kube-apiserver accepts a call and answers nothing for a minute or more: bound each write so
 # the step retries sooner (Kopf bounds its own calls: settings.networking.request_timeout).
 API_TIMEOUT_SECONDS = 30.0
+# Waiting followers are woken to aim their polls again at most this often (pacing.py rule 5): at 1,000 requests
+# started together, each of the first DAGs' nodes would otherwise wake all of them, one node end at a time.
+NEWS_SPACING_SECONDS = 0.5
 
 
 class Gone(Exception):
@@ -145,6 +149,8 @@ class Follower:
     written: Mapping[str, Any] | None = None  # the status as we last wrote it
     task: asyncio.Task[None] | None = None
     stepping: bool = False  # in a step or its write: let it finish on shutdown, rather than cut it
+    asleep: bool = False  # waiting for its next step
+    news: bool = False  # poked only because something was learned: aim its poll again, do not step yet
 
 
 class Followers:
@@ -166,6 +172,9 @@ class Followers:
         self._retry_max = retry_max_seconds
         self._by_uid: dict[str, Follower] = {}
         self._stopping = False
+        self._knowledge = controller.knowledge  # as last passed on to the waiting followers
+        self._news_at = -NEWS_SPACING_SECONDS
+        self._news_later: asyncio.TimerHandle | None = None
 
     def deliver(self, type: str | None, body: Mapping[str, Any], logger: Logger) -> None:
         """A watch event of a request (type None: seen by a listing)."""
@@ -185,6 +194,7 @@ class Followers:
             if follower.wrote is not None and not not_older(_version(body), follower.wrote):
                 return  # older than our own last write: already superseded
             if _outside_status(body) != _outside_status(follower.body):
+                follower.news = False  # a person's change: step now
                 follower.poked.set()
             follower.body = kept(body)
             follower.delivered.set()
@@ -195,6 +205,8 @@ class Followers:
     async def aclose(self, grace: float = 5.0) -> None:
         """No new step starts; steps under way get `grace` seconds to finish, then are cancelled."""
         self._stopping = True
+        if self._news_later is not None:
+            self._news_later.cancel()
         live = [f for f in self._by_uid.values() if f.task is not None and not f.task.done()]
         for f in live:
             if not f.stepping and f.task is not None:
@@ -234,10 +246,12 @@ class Followers:
             if f.written is not None and status_changes(delivered, f.written):
                 self._written_by_someone_else(f)
             f.poked.clear()
+            f.news = False
             req = request_of(f.body)
             f.stepping = True
             decision = await self.controller.step(req, f.logger)
-            decided = asyncio.get_running_loop().time()
+            decided, known = asyncio.get_running_loop().time(), self.controller.knowledge
+            self._news()
             wrote = await self._write_changes(f, req, delivered, decision)
             for event in decision.events:
                 self._post(f.body, event.type, event.reason, event.message)
@@ -251,7 +265,7 @@ class Followers:
                 return
             # The delay counts from the step's answer, not from after the write: a poll aimed at a DAG's end
             # is not late by the write's round trip.
-            await self._sleep(f, decision.next_step_in - (asyncio.get_running_loop().time() - decided))
+            await self._sleep(f, decided, decision.next_step_in, known)
 
     async def _write_changes(
         self, f: Follower, req: Request, delivered: Mapping[str, Any], decision: Decision
@@ -293,12 +307,51 @@ class Followers:
                     warned = True
             f.delivered.clear()
 
-    async def _sleep(self, f: Follower, seconds: float) -> None:
-        """Until the next step is due, or a person changed the request (a cancel annotation)."""
-        if seconds <= 0:
+    async def _sleep(self, f: Follower, answered: float, seconds: float, known: int) -> None:
+        """Until the next step is due, `seconds` after the step's answer, or a person changed the request (a
+        cancel annotation). Woken by news, a poll aims again from the same answer (pacing.py rule 5), as does one
+        decided on `known` when more is known now (news that came during its write)."""
+        loop = asyncio.get_running_loop()
+        stale = self.controller.knowledge != known
+        f.asleep = True
+        try:
+            while True:
+                if stale:
+                    replanned = self.controller.replan(f.uid)
+                    seconds = seconds if replanned is None else replanned
+                left = answered + seconds - loop.time()
+                if left <= 0:
+                    return
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(f.poked.wait(), timeout=left)
+                if not f.poked.is_set() or not f.news:
+                    return  # due, or a person's change
+                f.news = False
+                f.poked.clear()
+                stale = True
+        finally:
+            f.asleep = False
+
+    def _news(self) -> None:
+        """After a step: if it taught the controller something that may move the aim of polls already planned,
+        pass it on to the waiting followers, at most every NEWS_SPACING_SECONDS."""
+        if self.controller.knowledge == self._knowledge or self._news_later is not None:
             return
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(f.poked.wait(), timeout=seconds)
+        loop = asyncio.get_running_loop()
+        wait = self._news_at + NEWS_SPACING_SECONDS - loop.time()
+        if wait > 0:
+            self._news_later = loop.call_later(wait, self._pass_news_on)
+        else:
+            self._pass_news_on()
+
+    def _pass_news_on(self) -> None:
+        self._news_later = None
+        self._news_at = asyncio.get_running_loop().time()
+        self._knowledge = self.controller.knowledge
+        for f in self._by_uid.values():
+            if f.asleep and not f.poked.is_set():
+                f.news = True
+                f.poked.set()
 
     def _written_by_someone_else(self, f: Follower) -> None:
         runtime = self.controller.runtimes.find(f.uid)

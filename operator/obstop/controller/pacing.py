@@ -17,6 +17,11 @@ took, at least and at most. So:
    last node, after that shortest time it is looked at every end step (a quarter of its age once that is
    longer); before the last, less and less often (half its age). Nothing learned at all (the first DAG of a
    process): again in a second, then at half the DAG's age.
+5. What one DAG teaches moves the others' aims: while a request waits for its next poll, each thing learned that
+   still shapes a node's spread (its first NEWS_SAMPLES durations, or a whole DAG's) makes it aim again from
+   the view it last had, by that view's clock (`NodeTimes.generation` counts them; follow.py wakes the
+   waiting requests). So of many first DAGs run side by side, the ones ahead teach those behind before they
+   spend polls of their own on what is already known.
 
 Polls never come further apart than poll_max_seconds, so a long DAG's status stays fresh.
 """
@@ -42,6 +47,9 @@ _KEEP = 32
 # How much wider than what was seen a node's times are taken to be, as a fraction of its mean, with one sample;
 # it shrinks as 1/sqrt(samples).
 _PRIOR_SPREAD = 0.3
+# A node's (or a whole DAG's) first this many durations still move its spread: each one is news to the requests
+# waiting for their next poll (rule 5). Later ones hardly do, so they wake nobody.
+NEWS_SAMPLES = 8
 # The pseudo-node of a DAG's wait between its creation and its first node (obshell's engine picks it up).
 QUEUED = "(queued)"
 
@@ -70,6 +78,7 @@ class NodeTimes:
         self.dags: dict[int, deque[float]] = {}
         self.shapes: dict[int, set[tuple[str, ...]]] = {}  # the node names of DAGs by max_stage
         self.at_least: dict[str, float] = {}  # nodes never seen finishing: the longest seen running
+        self.generation = 0  # how many times something was learned that may move an aim (rule 5)
 
     def learn(self, dag: DagDetail, learned: set[str], agent_now: datetime | None = None) -> None:
         """Fold in the durations of the DAG's nodes that finished since (their ids go into `learned`, the set of
@@ -87,19 +96,27 @@ class NodeTimes:
                 seconds = _seconds_between(dag.start_time, nodes[0].start_time)
                 if seconds is not None:
                     learned.add(QUEUED)
-                    _keep(self.nodes, QUEUED, seconds)
+                    self._keep(self.nodes, QUEUED, seconds)
         for node in nodes:
             if node.state.value != "SUCCEED" or node.id in learned:
                 continue
             learned.add(node.id)
             seconds = _seconds_between(node.start_time, node.end_time)
             if seconds is not None:
-                _keep(self.nodes, node.name, seconds)
+                self._keep(self.nodes, node.name, seconds)
         if dag.succeeded and dag.id not in learned:
             learned.add(dag.id)
             seconds = _seconds_between(dag.start_time, dag.end_time)
             if seconds is not None:
-                _keep(self.dags, dag.max_stage, seconds)
+                self._keep(self.dags, dag.max_stage, seconds)
+
+    def _keep(
+        self, samples: dict[str, deque[float]] | dict[int, deque[float]], key: str | int, seconds: float
+    ) -> None:
+        kept = samples.setdefault(key, deque(maxlen=_KEEP))  # type: ignore[arg-type]
+        kept.append(seconds)
+        if len(kept) <= NEWS_SAMPLES:
+            self.generation += 1
 
     def spread(self, name: str) -> Spread | None:
         samples = self.nodes.get(name)
@@ -197,7 +214,3 @@ def _seconds_between(start: str, end: str) -> float | None:
     if started is None or ended is None or ended < started:
         return None
     return (ended - started).total_seconds()
-
-
-def _keep(samples: dict[str, deque[float]] | dict[int, deque[float]], key: str | int, seconds: float) -> None:
-    samples.setdefault(key, deque(maxlen=_KEEP)).append(seconds)  # type: ignore[arg-type]

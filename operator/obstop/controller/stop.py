@@ -27,7 +27,7 @@ from obstop.controller.resource import (
     Phase,
     parse_spec,
 )
-from obstop.controller.runtime import RequestRuntime, Runtimes
+from obstop.controller.runtime import Paced, RequestRuntime, Runtimes
 from obstop.controller.secrets import SecretReader, SecretUnavailable
 from obstop.controller.settings import Settings
 from obstop.controller.status import EventReason, Reason, RequestStatus, Submission, rfc3339
@@ -76,6 +76,20 @@ class Controller:
     async def aclose(self) -> None:
         await self.agents.aclose()
 
+    @property
+    def knowledge(self) -> int:
+        """Grows each time something is learned that may move the aim of a poll already planned."""
+        return self.node_times.generation
+
+    def replan(self, uid: str) -> float | None:
+        """Seconds from the last step's answer until the DAG should be read, as aimed with what is known now;
+        None if that step's next one is not an aimed poll (pacing.py rule 5)."""
+        runtime = self.runtimes.find(uid)
+        if runtime is None or runtime.paced is None:
+            return None
+        paced = runtime.paced
+        return pacing.next_poll_seconds(paced.dag, self.node_times, self.settings, agent_now=paced.agent_now)
+
     def forget(self, uid: str) -> None:
         """A deleted request: the one place its runtime object goes."""
         runtime = self.runtimes.forget(uid)
@@ -84,7 +98,10 @@ class Controller:
 
     async def step(self, req: Request, logger: Logger) -> Decision:
         runtime = self.runtimes.get(req.uid, req.namespace, req.name)
+        runtime.paced = None  # set again below only if this step's next one is an aimed poll
         decision = await self._step(req, runtime, logger)
+        if decision.next_step_in is None:
+            runtime.paced = None
         self._account(req, runtime, decision)
         return decision
 
@@ -219,7 +236,7 @@ class Controller:
             if earlier is not None:
                 logger.info("adopting stop DAG %s of an unanswered submission", earlier.id)
                 return decisions.submitted(
-                    status, earlier, at, adopted=True, next_poll=self._poll_in(earlier, client)
+                    status, earlier, at, adopted=True, next_poll=self._poll_in(earlier, client, runtime)
                 )
         runtime.may_have_landed = True  # from here on, until obshell says otherwise
         try:
@@ -240,7 +257,9 @@ class Controller:
                 return decisions.failed(req.status, *answers.stop_refused(exc, none_landed=not blind), at)
             return self._submit_failed(req, exc, at)
         logger.info("stop DAG %s submitted (%s, %s)", dag.id, spec.scope.type.value, spec.mode)
-        decision = decisions.submitted(status, dag, at, adopted=False, next_poll=self._poll_in(dag, client))
+        decision = decisions.submitted(
+            status, dag, at, adopted=False, next_poll=self._poll_in(dag, client, runtime)
+        )
         receiver, created_on = status.submission.receiver, answers.agent_of(dag.id)
         if receiver and created_on and created_on != receiver:
             message = (
@@ -313,15 +332,17 @@ class Controller:
         except ObshellError as exc:
             return self._poll_failed(req, exc, at)
         self.node_times.learn(dag, runtime.learned, client.last_server_time)
-        decision = decisions.observed(status, dag, at, next_poll=self._poll_in(dag, client))
+        decision = decisions.observed(status, dag, at, next_poll=self._poll_in(dag, client, runtime))
         if decision.done:
             logger.info("stop DAG %s finished: %s", dag.id, decision.status.phase)
         return decision
 
-    def _poll_in(self, dag: DagDetail, client: ObshellClient) -> float:
-        """When to read the DAG again (pacing.py), by the agent's clock of the answer that showed it."""
+    def _poll_in(self, dag: DagDetail, client: ObshellClient, runtime: RequestRuntime) -> float:
+        """When to read the DAG again (pacing.py), by the agent's clock of the answer that showed it; kept in the
+        runtime so that the aim can be made again if something is learned meanwhile."""
+        runtime.paced = Paced(dag, client.last_server_time)
         return pacing.next_poll_seconds(
-            dag, self.node_times, self.settings, agent_now=client.last_server_time
+            dag, self.node_times, self.settings, agent_now=runtime.paced.agent_now
         )
 
     def _poll_failed(self, req: Request, exc: ObshellError, at: At) -> Decision:
