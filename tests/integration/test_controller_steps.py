@@ -98,7 +98,11 @@ async def test_a_poll_can_be_aimed_again_only_from_a_step_that_aimed_one(sim: Ob
             status = decision.status.to_wire()
             if decision.next_step_in is None:
                 break
-            assert controller.replan(uid) is not None
+            # The same aim from the view kept, which is without the sub-tasks and their logs:
+            assert controller.replan(uid) == pytest.approx(decision.next_step_in)
+            runtime = controller.runtimes.find(uid)
+            assert runtime is not None and runtime.paced is not None
+            assert all(node.sub_tasks is None for node in runtime.paced.dag.nodes or [])
             await asyncio.sleep(0.2)
         assert status["phase"] == "Succeeded" and controller.replan(uid) is None
         assert controller.knowledge > 0, "the DAG's node times were learned"

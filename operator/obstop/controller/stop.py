@@ -340,7 +340,7 @@ class Controller:
     def _poll_in(self, dag: DagDetail, client: ObshellClient, runtime: RequestRuntime) -> float:
         """When to read the DAG again (pacing.py), by the agent's clock of the answer that showed it; kept in the
         runtime so that the aim can be made again if something is learned meanwhile."""
-        runtime.paced = Paced(dag, client.last_server_time)
+        runtime.paced = Paced(_pacing_view(dag), client.last_server_time)
         return pacing.next_poll_seconds(
             dag, self.node_times, self.settings, agent_now=runtime.paced.agent_now
         )
@@ -380,3 +380,12 @@ class Controller:
         # The streak counts these answers only: a fault of another kind before them does not shorten it.
         counted = status.model_copy(update={"consecutive_errors": streak - 1})
         return decisions.fault(counted, Reason.DAG_NOT_FOUND, message, at, self.settings)
+
+
+def _pacing_view(dag: DagDetail) -> DagDetail:
+    """What pacing.py reads of a DAG, kept while the request waits: without the sub-tasks and their logs (a
+    detailed answer's bulk, held by every waiting request)."""
+    nodes = dag.nodes and [
+        node.model_copy(update={"sub_tasks": None, "additional_data": None}) for node in dag.nodes
+    ]
+    return dag.model_copy(update={"nodes": nodes, "additional_data": None})
