@@ -158,6 +158,20 @@ def test_only_the_first_durations_of_a_node_or_a_dag_are_news() -> None:
     assert times.generation == per_dag * pacing.NEWS_SAMPLES
 
 
+def test_a_view_kept_for_a_later_aim_is_small_and_aims_as_the_answer_did() -> None:
+    times = learned_from(*(timeline(0.0, NODES) for _ in range(4)))
+    one, other = timeline(0.0, NODES), timeline(50.0, NODES, dag_id="21270000000000012")
+    views = [pacing.View.of(one.seen(8.0), at(8.0)), pacing.View.of(other.seen(58.5), at(58.5))]
+    assert views[0].rest == ("wait", "end") and views[0].elapsed == pytest.approx(1.0)
+    assert all(a is b for a, b in zip(views[0].rest, views[1].rest, strict=True)), "one copy of each name"
+    for view, (line, t) in zip(views, ((one, 8.0), (other, 58.5)), strict=True):
+        direct = pacing.next_poll_seconds(line.seen(t), times, SETTINGS, agent_now=at(t))
+        assert view.next_poll_seconds(times, SETTINGS) == direct
+    posted = pacing.View.of(one.posted(), at(0.5))
+    assert posted.rest is None and posted.age == pytest.approx(0.5)
+    assert posted.next_poll_seconds(times, SETTINGS) == pytest.approx(times.whole_dag(5).low - 0.5)  # type: ignore[union-attr]
+
+
 def test_the_first_dag_of_a_process_is_read_again_in_a_second_then_at_half_its_age() -> None:
     line, times = timeline(0.0, NODES), pacing.NodeTimes()
     delays = [
@@ -197,9 +211,13 @@ def test_before_the_last_node_the_poll_aims_into_it() -> None:
     times = learned_from(*(timeline(0.0, NODES) for _ in range(4)))  # 4 samples: seen times +- 15 %
     line = timeline(0.0, NODES)  # queued 0-1, inform 1-3, ready 3-5, advance 5-7, wait 7-11, end 11-13
     # At 8 "wait" has run 1 s of its 4 (3.4 at least): "end" should start in 3 s and takes 1.7 s at least.
-    # The aim is its start plus half that (3.85), before the earliest end (2.4 + 1.7 = 4.1).
+    # The aim is its start plus three quarters of that (4.275), but not after the earliest end (2.4 + 1.7).
     delay = pacing.next_poll_seconds(line.seen(8.0), times, SETTINGS, agent_now=at(8.0))
-    assert delay == pytest.approx(3.0 + 1.7 / 2)
+    assert delay == pytest.approx(2.4 + 1.7)
+    # At 10.7 "wait" is past its shortest: it should end in 0.3 s, and the aim (0.3 + 0.75 * 1.7) comes before
+    # the earliest end (1.7, "end" alone).
+    sooner = pacing.next_poll_seconds(line.seen(10.7), times, SETTINGS, agent_now=at(10.7))
+    assert sooner == pytest.approx(0.3 + 0.75 * 1.7)
     # Earlier, the earliest end comes first: at 1.5 in "inform", 1.2 + 1.7 + 1.7 + 3.4 + 1.7 s at least.
     early = pacing.next_poll_seconds(line.seen(1.5), times, SETTINGS, agent_now=at(1.5))
     assert early == pytest.approx(1.2 + 1.7 + 1.7 + 3.4 + 1.7)

@@ -9,19 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
 
+from obstop.controller.pacing import View
 from obstop.controller.resource import Phase
-from obstop.obshell import DagDetail
-
-
-@dataclass(frozen=True)
-class Paced:
-    """The view of a DAG the last step's next poll was aimed from, and the agent's clock of that answer: what
-    the aim is made again from when something is learned before the poll (pacing.py rule 5)."""
-
-    dag: DagDetail
-    agent_now: datetime | None
 
 
 @dataclass
@@ -37,7 +27,9 @@ class RequestRuntime:
     learned: set[str] = field(default_factory=set)  # ids of its DAG's nodes already in pacing.NodeTimes
     phase: Phase | None = None  # as counted in the obstop_requests gauge
     polls: int = 0  # DAG polls so far (the obstop_polls_per_request histogram)
-    paced: Paced | None = None  # set by a step whose next step is a poll aimed by pacing.py, else None
+    # The view of the DAG the last step's next poll was aimed from (pacing.py rule 5 aims again from it); None
+    # when that step's next one is not an aimed poll.
+    paced: View | None = None
 
 
 class Runtimes:

@@ -27,7 +27,7 @@ from obstop.controller.resource import (
     Phase,
     parse_spec,
 )
-from obstop.controller.runtime import Paced, RequestRuntime, Runtimes
+from obstop.controller.runtime import RequestRuntime, Runtimes
 from obstop.controller.secrets import SecretReader, SecretUnavailable
 from obstop.controller.settings import Settings
 from obstop.controller.status import EventReason, Reason, RequestStatus, Submission, rfc3339
@@ -87,8 +87,7 @@ class Controller:
         runtime = self.runtimes.find(uid)
         if runtime is None or runtime.paced is None:
             return None
-        paced = runtime.paced
-        return pacing.next_poll_seconds(paced.dag, self.node_times, self.settings, agent_now=paced.agent_now)
+        return runtime.paced.next_poll_seconds(self.node_times, self.settings)
 
     def forget(self, uid: str) -> None:
         """A deleted request: the one place its runtime object goes."""
@@ -338,12 +337,10 @@ class Controller:
         return decision
 
     def _poll_in(self, dag: DagDetail, client: ObshellClient, runtime: RequestRuntime) -> float:
-        """When to read the DAG again (pacing.py), by the agent's clock of the answer that showed it; kept in the
-        runtime so that the aim can be made again if something is learned meanwhile."""
-        runtime.paced = Paced(_pacing_view(dag), client.last_server_time)
-        return pacing.next_poll_seconds(
-            dag, self.node_times, self.settings, agent_now=runtime.paced.agent_now
-        )
+        """When to read the DAG again (pacing.py), by the agent's clock of the answer that showed it; the view it
+        is aimed from is kept in the runtime, to aim again if something is learned meanwhile (rule 5)."""
+        runtime.paced = pacing.View.of(dag, client.last_server_time)
+        return runtime.paced.next_poll_seconds(self.node_times, self.settings)
 
     def _poll_failed(self, req: Request, exc: ObshellError, at: At) -> Decision:
         status, settings = req.status, self.settings
@@ -380,12 +377,3 @@ class Controller:
         # The streak counts these answers only: a fault of another kind before them does not shorten it.
         counted = status.model_copy(update={"consecutive_errors": streak - 1})
         return decisions.fault(counted, Reason.DAG_NOT_FOUND, message, at, self.settings)
-
-
-def _pacing_view(dag: DagDetail) -> DagDetail:
-    """What pacing.py reads of a DAG, kept while the request waits: without the sub-tasks and their logs (a
-    detailed answer's bulk, held by every waiting request)."""
-    nodes = dag.nodes and [
-        node.model_copy(update={"sub_tasks": None, "additional_data": None}) for node in dag.nodes
-    ]
-    return dag.model_copy(update={"nodes": nodes, "additional_data": None})
