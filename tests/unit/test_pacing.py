@@ -172,6 +172,24 @@ def test_a_view_kept_for_a_later_aim_is_small_and_aims_as_the_answer_did() -> No
     assert posted.next_poll_seconds(times, SETTINGS) == pytest.approx(times.whole_dag(5).low - 0.5)  # type: ignore[union-attr]
 
 
+def test_what_is_learned_stays_bounded_whatever_names_and_stage_counts_an_agent_sends() -> None:
+    times = pacing.NodeTimes()
+    times.learn(timeline(0.0, NODES).seen(13.0), set())
+    for i in range(500):  # a broken or hostile agent: new node names and a new stage count every time
+        odd = [(f"node-{i}-{j}", 1.0) for j in range(1 + i % 90)]
+        line = Timeline(10.0 * i, 0.5, odd, dag_id=f"2127{i:013d}")
+        times.learn(line.seen(line.end), set())
+        running = Timeline(10.0 * i, 0.5, [(f"slow-{i}", 9.0)], dag_id=f"3127{i:013d}")
+        times.learn(running.seen(10.0 * i + 3), set(), at(10.0 * i + 3))
+    assert len(times.nodes) <= 64 and len(times.at_least) <= 64 and len(times.dags) <= 64
+    assert len(times.shapes) <= 64 and all(len(shapes) <= 8 for shapes in times.shapes.values())
+    assert "node-499-2" in times.nodes and "inform" not in times.nodes, "the oldest names go first"
+    for i in range(20):  # and many shapes of one stage count: the first ones are kept
+        line = timeline(0.0, [(f"shape-{i}-{j}", 1.0) for j in range(5)], dag_id=f"2128{i:013d}")
+        times.learn(line.seen(line.end), set())
+    assert len(times.shapes[5]) == 8
+
+
 def test_the_first_dag_of_a_process_is_read_again_in_a_second_then_at_half_its_age() -> None:
     line, times = timeline(0.0, NODES), pacing.NodeTimes()
     delays = [

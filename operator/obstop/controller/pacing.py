@@ -34,6 +34,7 @@ from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TypeVar
 
 from obstop.controller.settings import Settings
 from obstop.controller.status import parse_time
@@ -52,9 +53,16 @@ _KEEP = 32
 # How much wider than what was seen a node's times are taken to be, as a fraction of its mean, with one sample;
 # it shrinks as 1/sqrt(samples).
 _PRIOR_SPREAD = 0.3
+# What is learned is bounded, whatever an agent answers: obshell's DAGs have a dozen node names and two or
+# three stage counts; beyond this many names (or stage counts) the oldest is forgotten, and at most this many
+# node-name sequences are kept per stage count.
+_NAMES = 64
+_SHAPES = 8
 # A node's (or a whole DAG's) first this many durations still move its spread: each one is news to the requests
 # waiting for their next poll (rule 5). Later ones hardly do, so they wake nobody.
 NEWS_SAMPLES = 8
+_K = TypeVar("_K")
+_V = TypeVar("_V")
 # The pseudo-node of a DAG's wait between its creation and its first node (obshell's engine picks it up).
 QUEUED = "(queued)"
 
@@ -94,9 +102,13 @@ class NodeTimes:
         if current is not None and current.state.value == "RUNNING" and current.name not in self.nodes:
             age = _age(current.start_time, agent_now)
             if age is not None and age > self.at_least.get(current.name, 0.0):
-                self.at_least[current.name] = age
+                _put(self.at_least, current.name, age)
         if nodes:
-            self.shapes.setdefault(dag.max_stage, set()).add(tuple(node.name for node in nodes))
+            shapes = self.shapes.get(dag.max_stage)
+            if shapes is None:
+                shapes = _put(self.shapes, dag.max_stage, set())
+            if len(shapes) < _SHAPES:
+                shapes.add(_names(*(node.name for node in nodes)))
             if QUEUED not in learned and nodes[0].state.value != "PENDING":
                 seconds = _seconds_between(dag.start_time, nodes[0].start_time)
                 if seconds is not None:
@@ -115,10 +127,10 @@ class NodeTimes:
             if seconds is not None:
                 self._keep(self.dags, dag.max_stage, seconds)
 
-    def _keep(
-        self, samples: dict[str, deque[float]] | dict[int, deque[float]], key: str | int, seconds: float
-    ) -> None:
-        kept = samples.setdefault(key, deque(maxlen=_KEEP))  # type: ignore[arg-type]
+    def _keep(self, samples: dict[_K, deque[float]], key: _K, seconds: float) -> None:
+        kept = samples.get(key)
+        if kept is None:
+            kept = _put(samples, key, deque(maxlen=_KEEP))
         kept.append(seconds)
         if len(kept) <= NEWS_SAMPLES:
             self.generation += 1
@@ -243,3 +255,11 @@ def _seconds_between(start: str, end: str) -> float | None:
     if started is None or ended is None or ended < started:
         return None
     return (ended - started).total_seconds()
+
+
+def _put(mapping: dict[_K, _V], key: _K, value: _V) -> _V:
+    """mapping[key] = value, forgetting the oldest key first if the mapping holds _NAMES keys already."""
+    if key not in mapping and len(mapping) >= _NAMES:
+        del mapping[next(iter(mapping))]
+    mapping[key] = value
+    return value
