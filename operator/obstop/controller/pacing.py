@@ -84,7 +84,8 @@ class Spread:
 
 class NodeTimes:
     """The durations of DAG nodes by name, and of whole stop DAGs by max_stage, from the DAGs this controller
-    followed (the agent's own times). Shared by every request of the process."""
+    followed (the agent's own times). Shared by every request of the process; bounded (_NAMES, _SHAPES, _KEEP)
+    whatever the agents answer."""
 
     def __init__(self) -> None:
         self.nodes: dict[str, deque[float]] = {}
