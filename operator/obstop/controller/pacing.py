@@ -7,8 +7,8 @@ the answer's envelope carries that clock too), and a stop DAG's nodes have the s
 took, at least and at most. So:
 
 1. While the DAG is before its last node, the next poll aims at the last node: at the expected start of the last
-   node plus three quarters of its shortest time, and never after the earliest time the whole DAG could end. Landing in the
-   last node tells exactly when it began (its `start_time`); landing early only sharpens the aim.
+   node plus three quarters of its shortest time, and never after the earliest time the whole DAG could end.
+   Landing in the last node tells exactly when it began (its `start_time`); landing early only sharpens the aim.
 2. In the last node, the end lies between its start plus its shortest and its longest time: the first poll comes
    one end step after the shortest, then one every end step (END_STEP_SECONDS, or a quarter of the window when
    that node's time varies a lot), so the end is seen within about one step, for a poll or two.
@@ -61,10 +61,11 @@ _SHAPES = 8
 # A node's (or a whole DAG's) first this many durations still move its spread: each one is news to the requests
 # waiting for their next poll (rule 5). Later ones hardly do, so they wake nobody.
 NEWS_SAMPLES = 8
-_K = TypeVar("_K")
-_V = TypeVar("_V")
 # The pseudo-node of a DAG's wait between its creation and its first node (obshell's engine picks it up).
 QUEUED = "(queued)"
+
+_K = TypeVar("_K")
+_V = TypeVar("_V")
 
 
 @dataclass(frozen=True)
