@@ -370,7 +370,7 @@ def cold_batch(
     lines = [jittered(rng, (TERMINATE, FORCE)[i % 2], spacing * i, 0.25) for i in range(count)]
     due = {i: line.created for i, line in enumerate(lines)}
     learned: dict[int, set[str]] = {i: set() for i in due}
-    views: dict[int, tuple[DagDetail, float]] = {}  # each waiting follower's last view, and when it was had
+    views: dict[int, tuple[pacing.View, float]] = {}  # each waiting follower's last view, and when it was had
     polls = dict.fromkeys(due, 0)
     late: list[float] = []
     known, passed_on = times.generation, -NEWS_SPACING_SECONDS
@@ -379,13 +379,12 @@ def cold_batch(
         line, t = lines[i], due[i]
         if news and times.generation != known and t >= passed_on + NEWS_SPACING_SECONDS:
             known, passed_on = times.generation, max(t - 1e-9, passed_on + NEWS_SPACING_SECONDS)
-            for j, (view, when) in views.items():
-                aimed = when + pacing.next_poll_seconds(view, times, SETTINGS, agent_now=at(when))
-                due[j] = max(passed_on, aimed)
+            for j, (view, when) in views.items():  # as Controller.replan does
+                due[j] = max(passed_on, when + view.next_poll_seconds(times, SETTINGS))
             continue
         if t == line.created:
-            views[i] = (line.posted(), t)
-            due[i] = t + 0.02 + pacing.next_poll_seconds(line.posted(), times, SETTINGS, agent_now=at(t))
+            views[i] = (pacing.View.of(line.posted(), at(t)), t)
+            due[i] = t + 0.02 + views[i][0].next_poll_seconds(times, SETTINGS)
             continue
         seen = line.seen(t)
         times.learn(seen, learned[i], at(t))
@@ -394,8 +393,8 @@ def cold_batch(
             late.append(t - line.end)
             del due[i], views[i]
             continue
-        views[i] = (seen, t)
-        due[i] = t + pacing.next_poll_seconds(seen, times, SETTINGS, agent_now=at(t))
+        views[i] = (pacing.View.of(seen, at(t)), t)
+        due[i] = t + views[i][0].next_poll_seconds(times, SETTINGS)
     return list(polls.values()), late, [fixed_loop(line, 3.0) for line in lines]
 
 
