@@ -180,3 +180,49 @@ async def test_news_is_passed_on_at_most_every_half_second_and_a_persons_change_
     await asyncio.sleep(0.2)
     assert [n for n, _ in controller.steps].count("waits") == 2, "a person's change steps at once"
     await followers.aclose()
+
+
+class GatedController(ScriptedController):
+    """Each step waits until the test opens the gate, so the steps in flight can be counted."""
+
+    def __init__(self) -> None:
+        super().__init__({}, teaches=set())
+        self.gate = asyncio.Event()
+        self.in_flight = self.most = 0
+
+    async def step(self, req: Request, logger: Any) -> Decision:
+        self.in_flight += 1
+        self.most = max(self.most, self.in_flight)
+        try:
+            await self.gate.wait()
+            return await super().step(req, logger)
+        finally:
+            self.in_flight -= 1
+
+
+async def test_a_burst_of_new_requests_steps_a_bounded_number_at_a_time_and_each_gets_its_turn() -> None:
+    controller = GatedController()
+
+    async def write(namespace: str, name: str, changes: Mapping[str, Any]) -> str:
+        raise AssertionError("an unchanged status is never written")
+
+    followers = Followers(
+        controller,  # type: ignore[arg-type]
+        write,
+        lambda *a: None,
+        stall_seconds=5.0,
+        steps_in_flight=3,
+    )
+    log = logging.getLogger("test")
+    for i in range(10):
+        followers.deliver("ADDED", running(f"r{i}"), log)
+    await asyncio.sleep(0.1)
+    assert controller.in_flight == 3, "three step, the other seven wait for a turn"
+    controller.gate.set()
+    for _ in range(50):
+        if len(controller.steps) == 10:
+            break
+        await asyncio.sleep(0.02)
+    assert sorted(n for n, _ in controller.steps) == sorted(f"r{i}" for i in range(10))
+    assert controller.most == 3
+    await followers.aclose()

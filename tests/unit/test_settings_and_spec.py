@@ -24,6 +24,7 @@ def test_settings_from_environment() -> None:
         ({"OBSTOP_LOG_FORMAT": "xml"}, "text or json"),
         ({"OBSTOP_POLL_MIN_SECONDS": "20"}, "must not exceed"),
         ({"OBSTOP_AGENT_CONCURRENCY": "0"}, "at least 1"),
+        ({"OBSTOP_STEPS_IN_FLIGHT": "0"}, "at least 1"),
     ],
 )
 def test_bad_settings_name_the_variable(env: dict[str, str], message: str) -> None:

@@ -164,12 +164,17 @@ class Followers:
         *,
         stall_seconds: float,
         retry_max_seconds: float = 60.0,
+        steps_in_flight: int = 64,
     ) -> None:
         self.controller = controller
         self._write = write
         self._post = post
         self._stall = stall_seconds
         self._retry_max = retry_max_seconds
+        # What a step holds while it waits on the agent and the API server (the parsed request, the statuses
+        # before and after, the calls' buffers) is about 10 KB: a burst of 1,000 new requests stepping all at
+        # once held that a thousand times (docs/benchmark.md). The API calls behind the steps are bounded anyway.
+        self._step_slots = asyncio.Semaphore(steps_in_flight)
         self._by_uid: dict[str, Follower] = {}
         self._stopping = False
         self._knowledge = controller.knowledge  # as last passed on to the waiting followers
@@ -240,23 +245,28 @@ class Followers:
     async def _steps(self, f: Follower) -> None:
         while not self._stopping:
             await self._until_own_write_delivered(f)
-            if self._stopping:
-                return
-            delivered = dict(f.body.get("status") or {})
-            if f.written is not None and status_changes(delivered, f.written):
-                self._written_by_someone_else(f)
-            f.poked.clear()
-            f.news = False
-            req = request_of(f.body)
-            f.stepping = True
-            decision = await self.controller.step(req, f.logger)
-            decided, known = asyncio.get_running_loop().time(), self.controller.knowledge
-            self._news()
-            wrote = await self._write_changes(f, req, delivered, decision)
-            for event in decision.events:
-                self._post(f.body, event.type, event.reason, event.message)
-            f.stepping = False
-            if decision.next_step_in is None:
+            async with self._step_slots:
+                if self._stopping:
+                    return
+                # Read only now: what was delivered while this step waited for its turn counts.
+                delivered = dict(f.body.get("status") or {})
+                if f.written is not None and status_changes(delivered, f.written):
+                    self._written_by_someone_else(f)
+                f.poked.clear()
+                f.news = False
+                req = request_of(f.body)
+                f.stepping = True
+                decision = await self.controller.step(req, f.logger)
+                decided, known = asyncio.get_running_loop().time(), self.controller.knowledge
+                self._news()
+                # The write holds the turn: while the API server cannot take it, no step could be persisted.
+                wrote = await self._write_changes(f, req, delivered, decision)
+                for event in decision.events:
+                    self._post(f.body, event.type, event.reason, event.message)
+                f.stepping = False
+                next_in = decision.next_step_in
+                del req, delivered, decision  # a waiting request keeps only its body (and its runtime)
+            if next_in is None:
                 if wrote:
                     # Ends with the delivery of the write, unless that brings work (a reorder to acknowledge).
                     await self._until_own_write_delivered(f)
@@ -265,7 +275,7 @@ class Followers:
                 return
             # The delay counts from the step's answer, not from after the write: a poll aimed at a DAG's end
             # is not late by the write's round trip.
-            await self._sleep(f, decided, decision.next_step_in, known)
+            await self._sleep(f, decided, next_in, known)
 
     async def _write_changes(
         self, f: Follower, req: Request, delivered: Mapping[str, Any], decision: Decision

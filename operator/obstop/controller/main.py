@@ -94,6 +94,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         post_event,
         stall_seconds=ours.stall_seconds,
         retry_max_seconds=ours.retry_max_seconds,
+        steps_in_flight=ours.steps_in_flight,
     )
 
 

@@ -40,6 +40,9 @@ class Settings:
     agent_concurrency: int = 4
     # At most this many HTTP calls per second to one agent (a burst of as many is allowed); 0 = no bound.
     agent_rate: float = 20.0
+    # At most this many requests' steps (a step and its status write) run at once; the others wait their turn.
+    # Bounds the memory of a burst (1,000 requests created together), not the requests followed.
+    steps_in_flight: int = 64
     # Health (/healthz) and metrics (/metrics) HTTP endpoint.
     health_port: int = 8080
     # Run with Kopf peering (several replicas, one active) under this peering name; empty = standalone.
@@ -83,6 +86,8 @@ class Settings:
             raise SettingsError("OBSTOP_RETRY_INITIAL_SECONDS must not exceed OBSTOP_RETRY_MAX_SECONDS")
         if self.agent_concurrency < 1:
             raise SettingsError("OBSTOP_AGENT_CONCURRENCY must be at least 1")
+        if self.steps_in_flight < 1:
+            raise SettingsError("OBSTOP_STEPS_IN_FLIGHT must be at least 1")
         if self.peering_priority < 0:
             raise SettingsError("OBSTOP_PEERING_PRIORITY must not be negative (0 = random)")
         if self.agent_rate < 0:
