@@ -631,6 +631,18 @@ class Stack:
         return by_agent
 
 
+DAG_POLL = "GET /api/v1/task/dag/{id}"
+
+
+def polls_by_order(load: Mapping[str, Mapping[str, Any]], agents: Sequence[str], first: int = 10) -> str:
+    """The DAG polls per request of the first `first` requests created and of the others: what a cold
+    controller pays while it learns is in the first ones."""
+    polls = [sum(route(p) == DAG_POLL for p in load[a]["paths"]) for a in agents]
+    head, rest = polls[:first], polls[first:]
+    text = f"first {len(head)}: {statistics.mean(head):.2f}" if head else ""
+    return text + (f", the other {len(rest)}: {statistics.mean(rest):.2f}" if rest else "")
+
+
 def call_mix(load: Mapping[str, Mapping[str, Any]], agents: Sequence[str]) -> str:
     """The calls per request by route, over `agents`."""
     routes: Counter[str] = Counter(route(p) for a in agents for p in load[a]["paths"])
@@ -796,6 +808,10 @@ def latency(count: int, spacing: float, env: Mapping[str, str], label: str) -> d
     print(f"   controller's calls by route: {call_mix(load, ours)}")
     print(f"   warm controller's calls by route: {call_mix(load, warm)}")
     print(f"   3 s loop's calls by route:   {call_mix(load, sdk)}")
+    print(
+        f"   DAG polls per request in the order created: cold controller {polls_by_order(load, ours)}; warm "
+        f"{polls_by_order(load, warm)}; 3 s loop {polls_by_order(load, sdk)}"
+    )
     print(
         f"2. submission p50 {f['submit_p50'] * 1000:.0f}ms p99 {f['submit_p99'] * 1000:.0f}ms (without the "
         f"first: p99 {f['submit_warm_p99'] * 1000:.0f}ms) | direct POST p50 {s3['submit_p50'] * 1000:.0f}ms "

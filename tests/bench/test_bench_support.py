@@ -69,6 +69,16 @@ def test_routes_fold_ids_but_not_the_api_version() -> None:
     assert bench.route("POST /api/v1/ob/stop") == "POST /api/v1/ob/stop"
 
 
+def test_polls_by_order_counts_only_the_dag_polls_of_the_first_requests_and_the_others() -> None:
+    load = {
+        "a": {"paths": ["GET /api/v1/info", "GET /api/v1/task/dag/1001", "GET /api/v1/task/dag/1001"]},
+        "b": {"paths": ["POST /api/v1/ob/stop", "GET /api/v1/task/dag/2002"]},
+        "c": {"paths": ["GET /api/v1/task/dag/maintain/agents"]},
+    }
+    assert bench.polls_by_order(load, ["a", "b", "c"], first=1) == "first 1: 2.00, the other 2: 0.50"
+    assert bench.polls_by_order(load, ["b"], first=10) == "first 1: 1.00"
+
+
 def test_visible_changes_are_pending_submitted_each_stage_and_the_end() -> None:
     assert bench.visible_changes(5) == 8  # a force stop: 5 nodes
     assert bench.visible_changes(6) == 9  # terminate: the minor freeze too
