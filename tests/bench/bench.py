@@ -680,7 +680,9 @@ async def baseline_loop(
     return list(await asyncio.gather(*(one(i, a) for i, a in enumerate(agents))))
 
 
-def latency(count: int, spacing: float, env: Mapping[str, str], label: str) -> dict[str, float]:
+def latency(
+    count: int, spacing: float, env: Mapping[str, str], label: str, dump: Path | None = None
+) -> dict[str, float]:
     settings = " ".join(f"{k}={v}" for k, v in env.items()) or "DEFAULT settings"
     print(
         f"\n== {label}: {count} requests, one every {spacing}s, beside {count} SDK-style 3 s loops and "
@@ -725,6 +727,9 @@ def latency(count: int, spacing: float, env: Mapping[str, str], label: str) -> d
         warm_names = create_spaced("warm", warm)
         state, load, stops = stack.sim_state(), stack.sim_load(), stack.stops()
         audit = stack.audit()
+    if dump is not None:  # for a closer look: each agent's DAGs (their nodes' times) and calls (their times)
+        batches = {"cold": ours, "warm": warm, "sdk3": sdk, "cli1": cli}
+        dump.write_text(json.dumps({"batches": batches, "state": state, "load": load, "created": created}))
 
     submit, detect, calls, visible, seen_states = [], [], [], [], []
     warm_submit, warm_detect, warm_calls = [], [], []
@@ -1075,6 +1080,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--profile", action="store_true", help="py-spy on the controller at the largest scale"
     )
     parser.add_argument("--only", choices=["latency", "load", "scale", "restart"], action="append")
+    parser.add_argument(
+        "--dump", type=Path, default=None, help="write the latency part's DAGs and calls to this JSON file"
+    )
     args = parser.parse_args(argv)
     if args.command == "sim":
         return serve_sim(args)
@@ -1088,7 +1096,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         flush=True,
     )
     if "latency" in parts:
-        f = latency(requests, args.spacing, {}, "detection, submission and API cost")
+        f = latency(requests, args.spacing, {}, "detection, submission and API cost", args.dump)
         summary.update(
             detect_p95_s=f"{f['detect_p95']:.3f}",
             detect_p95_sdk3_s=f"{f['sdk_detect_p95']:.3f}",
