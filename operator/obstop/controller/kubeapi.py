@@ -27,8 +27,10 @@ USER_AGENT = f"obstop/{__version__}"
 # With etcd down, kube-apiserver accepts a call and answers nothing for a minute or more: bound each call so a
 # step gives up and retries with back-off like after any other transient fault.
 TIMEOUT_SECONDS = 15.0
-# Each connection is a TLS session of its own (about 0.3 MiB, kept); calls beyond these wait for one.
-MAX_CONNECTIONS = 16
+# Each connection is a TLS session of its own (about 0.3 MiB, kept); calls beyond these wait for one. Few: httpcore
+# checks every pooled connection (is it readable, expired?) at each call's start and end, and with 16 that was a
+# seventh of the controller's CPU at 1,000 requests; 4 cut its CPU per request by a sixth (docs/benchmark.md).
+MAX_CONNECTIONS = 4
 
 
 class ApiError(Exception):

@@ -325,7 +325,15 @@ class ObshellSimulator:
                             "requests": len(agent.request_times),
                             "peakInFlight": agent.peak_in_flight,
                             "dags": [
-                                {**dag.to_wire(details=False), "terminalAt": dag.terminal_at}
+                                {
+                                    **dag.to_wire(details=False),
+                                    "terminalAt": dag.terminal_at,
+                                    # Each node's name and times, as the agent's clock had them (Unix s).
+                                    "nodeTimes": [
+                                        [n.name, n.start_time.timestamp(), n.end_time.timestamp()]
+                                        for n in dag.nodes
+                                    ],
+                                }
                                 for dag in agent.dags.values()
                             ],
                         }
