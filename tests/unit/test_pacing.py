@@ -21,7 +21,7 @@ import pytest
 from obstop.controller import pacing
 from obstop.controller.follow import NEWS_SPACING_SECONDS
 from obstop.controller.settings import Settings
-from obstop.obshell import DagDetail
+from obstop.obshell import DagDetail, ids
 
 SETTINGS = Settings()
 EPOCH = datetime(2026, 12, 1, tzinfo=UTC)
@@ -44,6 +44,7 @@ class Timeline:
     queued: float
     nodes: Sequence[tuple[str, float]]
     dag_id: str = "21270000000000011"
+    node_ids: str | None = None  # node i's id is this followed by i + 1 (obshell's scheme); else dag_id-i
 
     @property
     def end(self) -> float:
@@ -74,7 +75,7 @@ class Timeline:
 
     def _node(self, i: int, name: str, state: str, start: float | None, end: float | None) -> dict[str, Any]:
         return {
-            "id": f"{self.dag_id}-{i}",
+            "id": f"{self.dag_id}-{i}" if self.node_ids is None else f"{self.node_ids}{i + 1}",
             "name": name,
             "state": state,
             "operator": "RUN",
@@ -140,6 +141,19 @@ def test_nodes_are_learned_once_each_and_the_dag_once_it_succeeded() -> None:
     assert times.shapes[5] == {tuple(name for name, _ in NODES)}
 
 
+def test_an_agents_first_dag_is_learned_whole_though_its_first_node_has_the_same_id() -> None:
+    """obshell numbers DAGs and nodes separately and encodes both as the agent's generic ids (fact sheet §4.5): on
+    a fresh agent, DAG 1 and node 1 share an id. The DAG's duration is learned all the same."""
+    first = ids.agent_dag_id("10.0.0.5", 2886, 1).encode()
+    line = dataclasses.replace(timeline(0.0, NODES, dag_id=first), node_ids=first[:-1])
+    assert line.seen(line.end).nodes[0].id == first  # type: ignore[index]
+    times, learned = pacing.NodeTimes(), set[str]()
+    times.learn(line.seen(5.5), learned)  # node 1 done
+    times.learn(line.seen(line.end), learned)
+    assert list(times.dags[5]) == [pytest.approx(13.0)]
+    assert list(times.nodes["inform"]) == [pytest.approx(2.0)], "and node 1 once"
+
+
 def test_only_the_first_durations_of_a_node_or_a_dag_are_news() -> None:
     times = pacing.NodeTimes()
     generations = []
@@ -169,7 +183,7 @@ def test_a_view_kept_for_a_later_aim_is_small_and_aims_as_the_answer_did() -> No
         assert view.next_poll_seconds(times, SETTINGS) == direct
     posted = pacing.View.of(one.posted(), at(0.5))
     assert posted.rest is None and posted.age == pytest.approx(0.5)
-    assert posted.next_poll_seconds(times, SETTINGS) == pytest.approx(times.whole_dag(5).low - 0.5)  # type: ignore[union-attr]
+    assert posted.next_poll_seconds(times, SETTINGS) == pytest.approx(times.whole_dag(5).low - 0.5 + STEP)  # type: ignore[union-attr]
 
 
 def test_what_is_learned_stays_bounded_whatever_names_and_stage_counts_an_agent_sends() -> None:
@@ -199,18 +213,18 @@ def test_the_first_dag_of_a_process_is_read_again_in_a_second_then_at_half_its_a
     assert pacing.next_poll_seconds(line.posted(), times, SETTINGS, agent_now=at(0)) == 1.0
 
 
-def test_a_new_dag_is_first_read_at_the_earliest_end_earlier_dags_allow() -> None:
+def test_a_new_dag_is_first_read_one_step_after_the_earliest_end_earlier_dags_allow() -> None:
     times = learned_from(timeline(0.0, NODES), timeline(0.0, NODES))
     whole = times.whole_dag(5)
     assert whole is not None and whole.mean == pytest.approx(13.0)
     assert whole.low == pytest.approx(13.0 - 13.0 * 0.3 / 2**0.5)
     line = timeline(100.0, NODES)
     assert pacing.next_poll_seconds(line.posted(), times, SETTINGS, agent_now=at(100.0)) == pytest.approx(
-        whole.low
+        whole.low + STEP
     )
     # Counted from the DAG's creation on the agent's clock, and bounded by poll_max_seconds.
     later = pacing.next_poll_seconds(line.posted(), times, SETTINGS, agent_now=at(103.0))
-    assert later == pytest.approx(whole.low - 3)
+    assert later == pytest.approx(whole.low - 3 + STEP)
     short = dataclasses.replace(SETTINGS, poll_max_seconds=5.0)
     assert pacing.next_poll_seconds(line.posted(), times, short, agent_now=at(100.0)) == 5.0
 
@@ -225,20 +239,44 @@ def test_before_any_dag_ended_the_node_names_seen_give_the_first_aim() -> None:
     assert whole.low == pytest.approx(0.7 + 1.4 + 1.4 + 3 * 0.7)
 
 
+def test_the_soonest_end_of_several_nodes_is_their_mean_sum_less_its_spread_but_not_below_their_shortest() -> (
+    None
+):
+    two = pacing.Spread(2.0, 1.5, 2.5)  # a quarter of the range: 0.25 s
+    # One node: 2 - 2.5 * 0.25 = 1.375 is below its shortest time, which holds.
+    assert pacing.soonest_end([two]) == pytest.approx(1.5)
+    # Sixteen such nodes: 32 - 2.5 * 0.25 * 4 = 29.5, later than all sixteen at their shortest (24).
+    assert pacing.soonest_end([two] * 16) == pytest.approx(32 - pacing.SIGMAS * 0.25 * 4)
+
+
 def test_before_the_last_node_the_poll_aims_into_it() -> None:
     times = learned_from(*(timeline(0.0, NODES) for _ in range(4)))  # 4 samples: seen times +- 15 %
     line = timeline(0.0, NODES)  # queued 0-1, inform 1-3, ready 3-5, advance 5-7, wait 7-11, end 11-13
-    # At 8 "wait" has run 1 s of its 4 (3.4 at least): "end" should start in 3 s and takes 1.7 s at least.
-    # The aim is its start plus three quarters of that (4.275), but not after the earliest end (2.4 + 1.7).
+    whole = times.whole_dag(5)  # seen whole 4 times, in 13 s: 11.05 s at the soonest
+    assert whole is not None and whole.low == pytest.approx(11.05)
+
+    def soonest(*parts: tuple[float, float, float]) -> float:
+        return pacing.soonest_end([pacing.Spread(*part) for part in parts])
+
+    # At 8 "wait" has run 1 s of its 4 (3.4 to 4.6): "end" (1.7 to 2.3 s) should start in 3 s, and may first end
+    # 1.7 s after that (4.7); but no later than a step after the soonest end of wait and end together: 5 s less
+    # 2.5 deviations (4.161), later than both at their shortest (2.4 + 1.7) and than the whole DAG's (3.05).
     delay = pacing.next_poll_seconds(line.seen(8.0), times, SETTINGS, agent_now=at(8.0))
-    assert delay == pytest.approx(2.4 + 1.7)
-    # At 10.7 "wait" is past its shortest: it should end in 0.3 s, and the aim (0.3 + 0.75 * 1.7) comes before
-    # the earliest end (1.7, "end" alone).
+    assert soonest((3.0, 2.4, 3.6), (2.0, 1.7, 2.3)) == pytest.approx(5.0 - 2.5 * (0.3**2 + 0.15**2) ** 0.5)
+    assert delay == pytest.approx(soonest((3.0, 2.4, 3.6), (2.0, 1.7, 2.3)) + STEP)
+    # At 10.7 "wait" is past its shortest: it should end in 0.3 s, and the aim (0.3 + 1.7) comes before a step
+    # after the soonest end (1.7, "end" alone at its shortest).
     sooner = pacing.next_poll_seconds(line.seen(10.7), times, SETTINGS, agent_now=at(10.7))
-    assert sooner == pytest.approx(0.3 + 0.75 * 1.7)
-    # Earlier, the earliest end comes first: at 1.5 in "inform", 1.2 + 1.7 + 1.7 + 3.4 + 1.7 s at least.
+    assert sooner == pytest.approx(0.3 + 1.7)
+    # At 1.5 in "inform", the last node should start in 9.5 s; a step after the soonest end comes first.
     early = pacing.next_poll_seconds(line.seen(1.5), times, SETTINGS, agent_now=at(1.5))
-    assert early == pytest.approx(1.2 + 1.7 + 1.7 + 3.4 + 1.7)
+    parts = ((1.5, 1.2, 1.8), (2.0, 1.7, 2.3), (2.0, 1.7, 2.3), (4.0, 3.4, 4.6), (2.0, 1.7, 2.3))
+    assert soonest(*parts) > max(1.2 + 1.7 + 1.7 + 3.4 + 1.7, whole.low - 1.5)
+    assert early == pytest.approx(soonest(*parts) + STEP) and early < 9.5 + 1.7
+    # The shortest whole DAG seen bounds it too: 6.8 s into a DAG, "wait" 1 s in, the soonest of its kind seen
+    # would end in 4.25 s, later than the soonest end of its nodes (4.161).
+    late = pacing.View(("wait", "end"), 1.0, 5, 6.8).next_poll_seconds(times, SETTINGS)
+    assert late == pytest.approx(whole.low - 6.8 + STEP)
 
 
 def test_in_the_last_node_the_first_poll_comes_one_step_after_its_shortest_time() -> None:
@@ -351,8 +389,9 @@ def test_whole_dags_are_seen_ending_within_half_a_second_for_fewer_polls_than_a_
     p95 = statistics.quantiles(late, n=20)[-1]
     assert min(late) >= 0
     assert p95 <= 0.45, p95
-    # One call fewer than the loop's: the controller's lock check before the POST is one more call.
-    assert statistics.mean(polls) <= statistics.mean(loop) - 1, (
+    # Two polls fewer than the loop's: the controller's lock check before the POST is one more call, and the
+    # benchmark's cold controller needs the margin (docs/benchmark.md).
+    assert statistics.mean(polls) <= statistics.mean(loop) - 2, (
         statistics.mean(polls),
         statistics.mean(loop),
     )
@@ -416,8 +455,8 @@ def test_first_dags_that_pass_on_what_they_learn_cost_a_call_less_than_the_3s_lo
     assert len(late) == 40 and min(late) >= 0
     assert statistics.quantiles(late, n=20)[-1] <= 0.45
     assert statistics.quantiles(late, n=20)[-1] <= statistics.quantiles(late_alone, n=20)[-1] + 0.1
-    # The lock check before the POST is one call more than the loop's: the polls make up for it.
-    assert statistics.mean(polls) <= statistics.mean(loop) - 0.5, (
+    # The lock check before the POST is one call more than the loop's: the polls make up for it, with a margin.
+    assert statistics.mean(polls) <= statistics.mean(loop) - 1, (
         statistics.mean(polls),
         statistics.mean(loop),
     )

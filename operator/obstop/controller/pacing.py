@@ -6,9 +6,13 @@ the answer's envelope carries that clock too), and a stop DAG's nodes have the s
 (obshell agent/executor/ob/stop_obsvr.go). From the DAGs followed so far the controller knows how long each node
 took, at least and at most. So:
 
-1. While the DAG is before its last node, the next poll aims at the last node: at the expected start of the last
-   node plus three quarters of its shortest time, and never after the earliest time the whole DAG could end.
-   Landing in the last node tells exactly when it began (its `start_time`); landing early only sharpens the aim.
+1. While the DAG is before its last node, the next poll aims at the last node: at its expected start plus its
+   shortest time, and never later than one end step past the earliest time the whole DAG can end, the same
+   lateness the polls in the last node allow (rule 2). That earliest end is the latest of three lower bounds:
+   every node left at its shortest at once; their mean sum less SIGMAS standard deviations (the times of
+   separate nodes partly cancel out, so this one is the tighter); and, once DAGs with as many stages were seen
+   whole, the shortest of those less a margin. Landing in the last node tells exactly when it began (its
+   `start_time`); landing early only sharpens the aim.
 2. In the last node, the end lies between its start plus its shortest and its longest time: the first poll comes
    one end step after the shortest, then one every end step (END_STEP_SECONDS, or a quarter of the window when
    that node's time varies a lot), so the end is seen within about one step, for a poll or two.
@@ -42,10 +46,9 @@ from obstop.obshell import DagDetail
 
 # The spacing of polls where the end may come: sees it within half a second, one round trip included.
 END_STEP_SECONDS = 0.4
-# How far into the last node's shortest time a poll aimed at it lands: late enough that the nodes before it
-# running long rarely make it land early, yet before that node can end. (On tests/unit/test_pacing.py's
-# logical clock, 3/4 rather than 1/2 saved polls and made the end seen sooner, cold and warm.)
-_INTO_LAST = 0.75
+# How many standard deviations below the mean sum of several nodes' times the soonest end of them is taken to be
+# (rule 1; about 1 % of sums of independent times fall below it, and a poll aimed there is one end step later).
+SIGMAS = 2.5
 # Nothing learned at all yet (the first DAG of this process): look again this soon.
 _UNKNOWN_SECONDS = 1.0
 # How many recent durations of one node are kept: the window follows a cluster that gets faster or slower.
@@ -63,6 +66,12 @@ _SHAPES = 8
 NEWS_SAMPLES = 8
 # The pseudo-node of a DAG's wait between its creation and its first node (obshell's engine picks it up).
 QUEUED = "(queued)"
+# What one request has learned of its DAG, in `learned`: the wait, each node, the whole DAG, keyed apart. obshell
+# numbers DAGs and nodes separately and encodes both the same way (../shared/obshell-api.md §4.5: "node and
+# sub-task ids use the same scheme"), so DAG n and node n of one agent have one generic id: keyed by id alone,
+# an agent's first DAG was never learned whole once its first node was.
+_NODE = "node "
+_DAG = "dag "
 
 _K = TypeVar("_K")
 _V = TypeVar("_V")
@@ -96,7 +105,7 @@ class NodeTimes:
         self.generation = 0  # how many times something was learned that may move an aim (rule 5)
 
     def learn(self, dag: DagDetail, learned: set[str], agent_now: datetime | None = None) -> None:
-        """Fold in the durations of the DAG's nodes that finished since (their ids go into `learned`, the set of
+        """Fold in the durations of the DAG's nodes that finished since (their keys go into `learned`, the set of
         one request), and of the DAG once it succeeded. A node still running for the first time anywhere tells
         at least how long it takes (by `agent_now`, the agent's clock of the answer)."""
         nodes = dag.nodes or ()
@@ -117,14 +126,15 @@ class NodeTimes:
                     learned.add(QUEUED)
                     self._keep(self.nodes, QUEUED, seconds)
         for node in nodes:
-            if node.state.value != "SUCCEED" or node.id in learned:
+            key = _NODE + node.id
+            if node.state.value != "SUCCEED" or key in learned:
                 continue
-            learned.add(node.id)
+            learned.add(key)
             seconds = _seconds_between(node.start_time, node.end_time)
             if seconds is not None:
                 self._keep(self.nodes, node.name, seconds)
-        if dag.succeeded and dag.id not in learned:
-            learned.add(dag.id)
+        if dag.succeeded and _DAG + dag.id not in learned:
+            learned.add(_DAG + dag.id)
             seconds = _seconds_between(dag.start_time, dag.end_time)
             if seconds is not None:
                 self._keep(self.dags, dag.max_stage, seconds)
@@ -157,7 +167,7 @@ class NodeTimes:
         if not any(spreads):
             return None
         parts = [s or self.unseen(name) for s, name in zip(spreads, names, strict=True)]
-        return Spread(sum(p.mean for p in parts), sum(p.low for p in parts), sum(p.high for p in parts))
+        return Spread(sum(p.mean for p in parts), soonest_end(parts), sum(p.high for p in parts))
 
     def unseen(self, name: str = "") -> Spread:
         """A node never seen finishing: of typical length, and at least as long as the shortest node seen, or as
@@ -210,8 +220,9 @@ class View:
             return max(_UNKNOWN_SECONDS, self.age / 2)
         if self.rest is None:
             whole = times.whole_dag(self.max_stage)
-            return _UNKNOWN_SECONDS if whole is None else whole.low - self.age
-        return _aim(self.rest, self.elapsed, times)
+            return _UNKNOWN_SECONDS if whole is None else whole.low - self.age + END_STEP_SECONDS
+        seen = times.dags.get(self.max_stage)
+        return _aim(self.rest, self.elapsed, times, Spread.of(seen).low - self.age if seen else 0.0)
 
 
 def _names(*names: str) -> tuple[str, ...]:
@@ -219,8 +230,9 @@ def _names(*names: str) -> tuple[str, ...]:
     return tuple(sys.intern(name) for name in names)
 
 
-def _aim(rest: Sequence[str], elapsed: float, times: NodeTimes) -> float:
-    """`rest`: the names of the nodes still to finish, in order, the first one running for `elapsed` seconds."""
+def _aim(rest: Sequence[str], elapsed: float, times: NodeTimes, whole_low: float = 0.0) -> float:
+    """`rest`: the names of the nodes still to finish, in order, the first one running for `elapsed` seconds;
+    `whole_low`: the time left until the shortest whole DAG of this kind seen would have ended."""
     known = [times.spread(name) for name in rest]
     spreads = [s or times.unseen(name) for s, name in zip(known, rest, strict=True)]
     first = spreads[0]
@@ -236,8 +248,19 @@ def _aim(rest: Sequence[str], elapsed: float, times: NodeTimes) -> float:
         step = max(END_STEP_SECONDS, (first.high - first.low) / 4) if known[0] is not None else 0.0
         return max(first.low - elapsed + max(step, END_STEP_SECONDS), step, floor)
     to_last = max(0.0, first.mean - elapsed) + sum(s.mean for s in spreads[1:-1])
-    to_end_low = max(0.0, first.low - elapsed) + sum(s.low for s in spreads[1:])
-    return max(min(to_last + spreads[-1].low * _INTO_LAST, to_end_low), floor)
+    first_left = Spread(
+        max(0.0, first.mean - elapsed), max(0.0, first.low - elapsed), max(0.0, first.high - elapsed)
+    )
+    earliest_end = max(soonest_end([first_left, *spreads[1:]]), whole_low)
+    return max(min(to_last + spreads[-1].low, earliest_end + END_STEP_SECONDS), floor)
+
+
+def soonest_end(parts: Sequence[Spread]) -> float:
+    """The soonest a run of nodes can end (rule 1): at the sum of their shortest times, or, later and nearly as
+    sure, at the sum of their means less SIGMAS standard deviations of that sum (each node's taken as a quarter
+    of its range)."""
+    deviation = math.sqrt(sum(((p.high - p.low) / 4) ** 2 for p in parts))
+    return max(sum(p.low for p in parts), sum(p.mean for p in parts) - SIGMAS * deviation)
 
 
 def _bounded(seconds: float, settings: Settings) -> float:

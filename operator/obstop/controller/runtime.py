@@ -24,7 +24,7 @@ class RequestRuntime:
     # obshell itself, or no connection). Only a stop that may have landed is looked for on the agent before a
     # POST: looking otherwise could adopt a concurrent request's DAG. A new process knows nothing: True.
     may_have_landed: bool = True
-    learned: set[str] = field(default_factory=set)  # ids of its DAG's nodes already in pacing.NodeTimes
+    learned: set[str] = field(default_factory=set)  # what of its DAG is already in pacing.NodeTimes (keys)
     phase: Phase | None = None  # as counted in the obstop_requests gauge
     polls: int = 0  # DAG polls so far (the obstop_polls_per_request histogram)
     # The view of the DAG the last step's next poll was aimed from (pacing.py rule 5 aims again from it); None
