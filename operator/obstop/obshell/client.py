@@ -289,28 +289,43 @@ class ObshellClient:
                 f"{where}: connection failed ({_describe(exc)})", maybe_delivered=True
             ) from None
         received = time.time()
-        agent_time = envelope_time(raw)
+        envelope = _decoded(
+            raw
+        )  # once: a DAG with its nodes and logs is the largest answer, read at every poll
+        agent_time = _time_of(envelope)
         if agent_time is not None and agent_time.tzinfo is not None:
             self.last_server_time = agent_time
             self._keys.observe_clock(self.endpoint.base_url, agent_time, received)
-        return parse_envelope(response.status_code, raw, where=where, trace_id=trace_id)
+        return _data_of(response.status_code, envelope, where=where, trace_id=trace_id)
 
 
 def envelope_time(raw: bytes) -> datetime | None:
     """The agent's clock when it answered: the envelope's `timestamp` (RFC3339 with nanoseconds)."""
-    try:
-        stamp = json.loads(raw).get("timestamp")
-        return datetime.fromisoformat(stamp) if isinstance(stamp, str) else None
-    except (ValueError, AttributeError, TypeError, RecursionError):
-        return None
+    return _time_of(_decoded(raw))
 
 
 def parse_envelope(http_status: int, raw: bytes, *, where: str = "obshell", trace_id: str = "") -> Any:
     """Check obshell's response envelope (ob/agent/lib/http/response.go); return `data` or raise a typed error."""
+    return _data_of(http_status, _decoded(raw), where=where, trace_id=trace_id)
+
+
+def _decoded(raw: bytes) -> Any:
+    """The answer's JSON, or None if it is not JSON."""
     try:
-        envelope = json.loads(raw)
+        return json.loads(raw)
     except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: absurdly nested JSON
-        envelope = None
+        return None
+
+
+def _time_of(envelope: Any) -> datetime | None:
+    stamp = envelope.get("timestamp") if isinstance(envelope, dict) else None
+    try:
+        return datetime.fromisoformat(stamp) if isinstance(stamp, str) else None
+    except ValueError:
+        return None
+
+
+def _data_of(http_status: int, envelope: Any, *, where: str, trace_id: str) -> Any:
     if not isinstance(envelope, dict) or not isinstance(envelope.get("successful"), bool):
         if http_status >= 400:
             # Not obshell's envelope: a proxy or load balancer answered. Keep the status, it is what matters.
