@@ -153,7 +153,8 @@ class NodeTimes:
 
     def whole_dag(self, max_stage: int) -> Spread | None:
         """A new DAG's duration, before its nodes are known: as earlier DAGs with as many stages took, else the
-        sum over the node names such DAGs had (the shortest such sum)."""
+        sum over the node names such DAGs had (its low end the soonest end of rule 1; of several name sequences,
+        the one that may end soonest)."""
         samples = self.dags.get(max_stage)
         if samples:
             return Spread.of(samples)
@@ -247,12 +248,12 @@ def _aim(rest: Sequence[str], elapsed: float, times: NodeTimes, whole_low: float
     if len(rest) == 1:  # the last node: the end lies in its window
         step = max(END_STEP_SECONDS, (first.high - first.low) / 4) if known[0] is not None else 0.0
         return max(first.low - elapsed + max(step, END_STEP_SECONDS), step, floor)
-    to_last = max(0.0, first.mean - elapsed) + sum(s.mean for s in spreads[1:-1])
     first_left = Spread(
         max(0.0, first.mean - elapsed), max(0.0, first.low - elapsed), max(0.0, first.high - elapsed)
     )
-    earliest_end = max(soonest_end([first_left, *spreads[1:]]), whole_low)
-    return max(min(to_last + spreads[-1].low, earliest_end + END_STEP_SECONDS), floor)
+    to_last = first_left.mean + sum(s.mean for s in spreads[1:-1])
+    soonest = max(soonest_end([first_left, *spreads[1:]]), whole_low)
+    return max(min(to_last + spreads[-1].low, soonest + END_STEP_SECONDS), floor)
 
 
 def soonest_end(parts: Sequence[Spread]) -> float:
