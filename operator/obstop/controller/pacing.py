@@ -47,7 +47,8 @@ from obstop.obshell import DagDetail
 # The spacing of polls where the end may come: sees it within half a second, one round trip included.
 END_STEP_SECONDS = 0.4
 # How many standard deviations below the mean sum of several nodes' times the soonest end of them is taken to be
-# (rule 1; about 1 % of sums of independent times fall below it, and a poll aimed there is one end step later).
+# (rule 1; a quarter of the range is 0.87 of a uniform time's deviation, so about 1.5 % of sums of such times fall
+# below it, and a poll aimed there comes one end step later).
 SIGMAS = 2.5
 # Nothing learned at all yet (the first DAG of this process): look again this soon.
 _UNKNOWN_SECONDS = 1.0
