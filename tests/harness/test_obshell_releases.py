@@ -511,6 +511,33 @@ async def test_zone_stop_with_force_while_the_local_observer_is_down(sim: Obshel
         }
 
 
+@pytest.mark.parametrize("sim", V2, indirect=True)
+async def test_stop_sql_after_the_local_observer_went_away(sim: ObshellSimulator) -> None:
+    """§3.4 node 6 and §7: an immediate stop whose receiving agent's observer process is gone by the time of
+    `Execute stop sql` fails there before 4.3.1.0 (a plain Go error, its deferred pass releasing the sub-DAGs);
+    from 4.3.1.0 the node does nothing and the DAG succeeds."""
+    expect = EXPECT[sim.config.version]
+    receiver, target = sim.agents[0], sim.agents[1]
+    created = await call(sim, "POST", "/api/v1/ob/stop", stop_body("SERVER", [target.address]))
+    assert created.status_code == 200, created.text
+    sim.set_observer(receiver.address, running=False)  # after the POST's check of it
+    done = await wait_dag(sim, created.json()["data"]["id"])
+    if expect.err_codes:
+        assert done["state"] == "SUCCEED"
+        return
+    assert done["state"] == "FAILED"
+    failed = [node for node in done["nodes"] if node["state"] == "FAILED"]
+    assert [node["name"] for node in failed] == ["Execute stop sql"]
+    assert failed[0]["sub_tasks"][-1]["task_logs"][-1] == "ERROR: check observer process exist: false, <nil>,"
+    # Its sub-DAGs were passed: no agent stays locked, and the next stop needs no forcePassDag.
+    locks = await call(sim, "GET", "/api/v1/task/dag/maintain/agents?show_details=true")
+    held = [dag for dag in locks.json()["data"]["contents"] if dag["state"] not in ("SUCCEED",)]
+    assert held == [], held
+    sim.set_observer(receiver.address, running=True)
+    again = await call(sim, "POST", "/api/v1/ob/stop", stop_body("SERVER", [target.address]))
+    assert (await wait_dag(sim, again.json()["data"]["id"]))["state"] == "SUCCEED"
+
+
 @pytest.mark.parametrize("sim", ALL, indirect=True)
 async def test_immediate_stops_across_zones(sim: ObshellSimulator) -> None:
     expect = EXPECT[sim.config.version]

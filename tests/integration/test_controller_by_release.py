@@ -519,3 +519,35 @@ async def test_a_stop_interrupted_by_an_agent_restart_names_the_lock_to_pass(con
         assert status["phase"] == "Succeeded", status
     finally:
         await sim.stop()
+
+
+@pytest.mark.parametrize("version", ["4.3.0.0", "4.3.1.0"])
+async def test_an_immediate_stop_whose_observer_went_away_is_explained_by_release(
+    controller: Controller, version: str
+) -> None:
+    """The receiving agent's observer process goes away after the POST of an immediate SERVER stop: before
+    4.3.1.0 `Execute stop sql` fails (fact sheet §3.4 node 6, §7) and the request says where and why, with
+    the task's last log line; from 4.3.1.0 the node does nothing and the request succeeds."""
+    sim = await simulator(version)
+    try:
+        receiver, target = sim.clusters[0].agents[0], sim.clusters[0].agents[1]
+
+        def make(status: dict[str, Any]) -> Request:
+            return request(
+                "sql", receiver.url, status, scope="SERVER", targets=(target.address,), force=False
+            )
+
+        status = (await step(controller, make({}))).status
+        status = (await step(controller, make(status))).status
+        assert status["phase"] == "Submitted", status
+        sim.set_observer(receiver.address, running=False)
+        await until(lambda: sim.dag(status["dag"]["id"]).terminal)
+        status = (await step(controller, make(status))).status
+        if version == "4.3.1.0":
+            assert status["phase"] == "Succeeded", status
+            return
+        assert status["phase"] == "Failed", status
+        assert status["dag"]["failedNode"] == "Execute stop sql", status["dag"]
+        assert "check observer process exist: false" in status["message"], status["message"]
+    finally:
+        await sim.stop()

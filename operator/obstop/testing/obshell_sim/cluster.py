@@ -864,6 +864,9 @@ class SimCluster:
     def _stop_sql(self, run: _StopRun, node: d.Node) -> bool:
         task = node.sub_tasks[0]
         if not run.owner.observer_running:
+            if not self.release.stop_sql_skips_missing_observer:
+                # A plain Go error (fmt.Errorf), so no errCode; the node's deferred pass releases the sub-DAGs.
+                raise _NodeFailed("Common.Unexpected", "check observer process exist: false, <nil>,")
             task.log("observer is not running, skip")
             return True
         if run.request.scope_type == "ZONE":

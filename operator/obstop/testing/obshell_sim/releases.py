@@ -98,6 +98,10 @@ class Release:
     zone_stop_routes: bool
     """§5, §7 row "per-zone stop": `POST /api/v1/ob/zone/{zone}/stop` and `/stop/check` from 4.4.1.0 (6163196,
     api/obcluster_handler.go); before, the unknown-route answer."""
+    stop_sql_skips_missing_observer: bool
+    """§3.4 node 6, §7 row "`Execute stop sql` with no local observer process": from 4.3.1.0 (43a4c2b,
+    executor/ob/stop.go ExecStopSqlTask) the node does nothing when the receiving agent's observer process is gone;
+    before, it failed with `check observer process exist: false, <nil>,` and passed the sub-DAGs (@32187ba)."""
     key_bits: int
     """ob/agent/lib/crypto/rsa.go, README.md#obshell-releases-the-simulator-reproduces: 512-bit before 4.4.2.0, 1024-bit from it (319e3e6, lib/crypto/rsa.go KEY_SIZE)."""
     info_ob_version: bool
@@ -140,6 +144,7 @@ class Release:
             dag_history_routes=numbers >= _DAG_HISTORY,
             strict_stop_checks=numbers >= _STRICT_STOP,
             zone_stop_routes=numbers >= _STRICT_STOP,
+            stop_sql_skips_missing_observer=numbers >= _ERR_CODES,
             key_bits=1024 if numbers >= _KEY_1024 else 512,
             info_ob_version=numbers >= _INFO_OB_VERSION,
             info_security=numbers >= _AGENT_HEADER,
