@@ -289,9 +289,8 @@ class ObshellClient:
                 f"{where}: connection failed ({_describe(exc)})", maybe_delivered=True
             ) from None
         received = time.time()
-        envelope = _decoded(
-            raw
-        )  # once: a DAG with its nodes and logs is the largest answer, read at every poll
+        # Decoded once: a DAG with its nodes and logs is the largest answer, and it is read at every poll.
+        envelope = _decoded(raw)
         agent_time = _time_of(envelope)
         if agent_time is not None and agent_time.tzinfo is not None:
             self.last_server_time = agent_time
