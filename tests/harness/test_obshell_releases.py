@@ -539,6 +539,58 @@ async def test_stop_sql_after_the_local_observer_went_away(sim: ObshellSimulator
 
 
 @pytest.mark.parametrize("sim", ALL, indirect=True)
+async def test_per_zone_stop_route(sim: ObshellSimulator) -> None:
+    """§5 and §7 "per-zone stop": from 4.4.1.0, POST /api/v1/ob/zone/{zone}/stop makes a "Stop OB" DAG whose stop
+    sql comes third (6 nodes; 7 with `freeze_server`) and that kills every observer of the zone, after the checks
+    of /stop/check. Before, the route is unknown."""
+    expect = EXPECT[sim.config.version]
+    body = {"freeze_server": False, "forcePassDag": {"id": []}}
+    response = await call(sim, "POST", "/api/v1/ob/zone/zone2/stop", body)
+    if not expect.strict_stop:
+        unknown = {"errCode": "Common.NotFound", "message": "Element not found: 404 not found"}
+        old = {"code": 1000, "message": "Bad request: 404 not found"}
+        assert response.status_code == (404 if expect.err_codes else 400)
+        assert error_of(response) == (unknown if expect.err_codes else old)
+        assert sim.landed_stops() == []
+        return
+    assert response.status_code == 200, response.text
+    created = response.json()["data"]
+    assert (created["name"], created["max_stage"], created["nodes"]) == ("Stop OB", 6, None)
+    done = await wait_dag(sim, created["id"])
+    assert done["state"] == "SUCCEED", done
+    assert [node["name"] for node in done["nodes"]] == [
+        "Inform all agents to prepare to stop observer",
+        "Make sure all agents are ready",
+        "Execute stop sql",
+        "Advance agents to execute the task",
+        "Wait for all agents to execute tasks successfully",
+        "Inform all agents to end the task",
+    ]
+    assert {a.zone: a.observer_running for a in sim.agents} == {"zone1": True, "zone2": False, "zone3": True}
+    assert len(sim.landed_stops()) == 1
+    # The checks of /stop/check come first: zone2 is stopped, so zone3 may not be.
+    refused = await call(sim, "POST", "/api/v1/ob/zone/zone3/stop", {**body, "freeze_server": True})
+    assert refused.status_code == 400 and error_of(refused)["errCode"] == "OB.Server.StoppedInMultiZone"
+    missing = await call(sim, "POST", "/api/v1/ob/zone/zone9/stop", body)
+    assert missing.status_code == 400 and error_of(missing)["errCode"] == "OB.Zone.NotExist"
+    bad = await call(sim, "POST", "/api/v1/ob/zone/zone1/stop", {"freeze_server": "yes"})
+    assert bad.status_code == 400 and error_of(bad)["errCode"] == "Common.BindJsonFailed"
+
+
+@pytest.mark.parametrize("version", ["4.4.1.0", "4.5.0.0"])
+async def test_per_zone_stop_with_a_minor_freeze_has_seven_nodes(version: str) -> None:
+    async with ObshellSimulator(sim_config(version)) as sim:
+        body = {"freeze_server": True, "forcePassDag": {"id": []}}
+        response = await call(sim, "POST", "/api/v1/ob/zone/zone3/stop", body)
+        assert response.status_code == 200, response.text
+        done = await wait_dag(sim, response.json()["data"]["id"])
+        assert done["state"] == "SUCCEED" and done["max_stage"] == 7
+        names = [node["name"] for node in done["nodes"]]
+        assert names[2:4] == ["Execute stop sql", "Minor freeze before stop server"], names
+        assert [a.zone for a in sim.agents if not a.observer_running] == ["zone3"]
+
+
+@pytest.mark.parametrize("sim", ALL, indirect=True)
 async def test_immediate_stops_across_zones(sim: ObshellSimulator) -> None:
     expect = EXPECT[sim.config.version]
     agents = sim.agents

@@ -9,6 +9,7 @@ replaced (it would need a Kubernetes API server); the gateway in front of the ag
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -19,12 +20,13 @@ import pytest
 from aiohttp import web
 
 from controller_helpers import StaticSecrets
+from obshell_sim_helpers import signed_header
 from obstop.controller import answers
 from obstop.controller.decisions import Event
 from obstop.controller.settings import Settings
 from obstop.controller.status import RequestStatus
 from obstop.controller.stop import Controller, Request
-from obstop.obshell import ObshellApiError, ObshellClient, StopParams
+from obstop.obshell import ObshellApiError, ObshellClient, StopParams, crypto
 from obstop.obshell.models import Scope, ScopeType
 from obstop.testing.obshell_sim import ObshellSimulator, SimulatorConfig
 from obstop.testing.obshell_sim.releases import KNOWN_RELEASES
@@ -344,6 +346,40 @@ async def test_a_restarted_controller_does_not_adopt_a_stop_of_another_mode(cont
             await restarted.aclose()
         assert decision.status.get("dag", {}).get("id") != other.id, decision.status
         assert len(sim.landed_stops()) == 2
+    finally:
+        await sim.stop()
+
+
+async def test_a_restarted_controller_does_not_adopt_a_per_zone_stop(controller: Controller) -> None:
+    """Since the request (an immediate ZONE stop, 6 stages) recorded its submission, someone stopped the same zone
+    through obshell's per-zone route (4.4.1.0+): a "Stop OB" DAG of 6 stages too, its nodes in another order
+    (fact sheet §5). The restarted controller reads its nodes and does not take it for its own."""
+    sim = await simulator("4.5.0.0", stage_seconds=5)
+    try:
+        agent = sim.clusters[0].agents[0]
+        mine = request("mine", agent.url, {}, scope="ZONE", targets=("zone2",), force=False)
+        status = (await step(controller, mine)).status
+        uri = "/api/v1/ob/zone/zone2/stop"
+        body = json.dumps({"freeze_server": False, "forcePassDag": {"id": []}}).encode()
+        async with httpx.AsyncClient(base_url=agent.url) as http:
+            answer = await http.post(
+                uri,
+                headers={"X-OCS-Header": signed_header(agent, uri=uri, password=PASSWORD)},
+                content=crypto.aes_encrypt(bytes(range(32)), body),
+            )
+        assert answer.status_code == 200, answer.text
+        other = answer.json()["data"]
+        assert (other["name"], other["max_stage"]) == ("Stop OB", 6)
+        restarted = Controller(Settings(), StaticSecrets(PASSWORD))  # type: ignore[arg-type]
+        try:
+            again = Request(
+                mine.namespace, mine.name, mine.uid, 1, mine.spec, RequestStatus.from_wire(status)
+            )
+            decision = await step(restarted, again)
+        finally:
+            await restarted.aclose()
+        assert decision.status.get("dag", {}).get("id") != other["id"], decision.status
+        assert "found on the agent" not in str(decision.events), decision.events
     finally:
         await sim.stop()
 

@@ -433,6 +433,16 @@ class SimCluster:
         if 2 * (len(self.zones) - 1) <= len(self.zones):
             raise api_error("OB.Cluster.Tenant.Replica.Invalid")
 
+    def validate_zone_stop(self, zone: str, body: Any, receiver: SimAgent) -> StopRequest:
+        """POST /api/v1/ob/zone/{zone}/stop, 4.4.1.0+ (executor/ob/stop_zone.go, fact sheet §5): the checks of
+        /stop/check, then a stop of the zone whose sub-DAGs kill every observer in it (after a minor freeze with
+        `freeze_server`)."""
+        freeze, pass_ids = _bind_zone_stop(body)
+        self.check_zone_stop(zone, receiver)
+        request = StopRequest("ZONE", [zone], not freeze, freeze, pass_ids)
+        request.target_agents = [a for a in self.agents if a.zone == zone]
+        return request
+
     # ----------------------------------------------------------------------------------------------
     # Stop: the DAG (ob/agent/executor/ob/sub_dag.go). The main DAG steps once per `stage_duration`; a node that waits for its
     # sub-DAGs (2 and 5) then polls every `poll_seconds` until they are where it wants them or its
@@ -452,8 +462,10 @@ class SimCluster:
         receiver: SimAgent,
         request: StopRequest,
         failure_for: Callable[[list[str]], StopFailure | None],
+        names: list[str] | None = None,
     ) -> d.Dag:
-        names = d.stop_node_names(force=request.force, terminate=request.terminate)
+        """The main DAG of a stop, with the nodes of its mode (or `names`: the per-zone stop's)."""
+        names = names or d.stop_node_names(force=request.force, terminate=request.terminate)
         dag = receiver.new_dag(d.STOP_DAG, names, maintenance_type=d.MAINTENANCE_NONE)
         dag.params = request.to_wire()
         run = _StopRun(dag, receiver, request, failure_for(names))
@@ -1081,6 +1093,23 @@ def _bind_stop(body: Any) -> StopRequest:
                 f"json: cannot unmarshal {_go_type(item)} into Go struct field ForcePassDagParam.forcePassDag.id of type string"
             )
     return StopRequest(scope_type.upper(), list(dict.fromkeys(targets)), force, terminate, list(pass_ids))
+
+
+def _bind_zone_stop(body: Any) -> tuple[bool, list[str]]:
+    """Go's JSON binding of ObZoneStopParam (ob/param/ob.go): `freeze_server`, `forcePassDag.id`."""
+    if not isinstance(body, dict):
+        raise _bind_error(
+            f"json: cannot unmarshal {_go_type(body)} into Go value of type param.ObZoneStopParam"
+        )
+    freeze = _field(body, "freeze_server", bool, "ObZoneStopParam.freeze_server", False)
+    pass_dag = _field(body, "forcepassdag", dict, "ObZoneStopParam.forcePassDag", {})
+    pass_ids = _field(pass_dag, "id", list, "ObZoneStopParam.forcePassDag.id", [])
+    for item in pass_ids:
+        if not isinstance(item, str):
+            raise _bind_error(
+                f"json: cannot unmarshal {_go_type(item)} into Go struct field ForcePassDagParam.forcePassDag.id of type string"
+            )
+    return freeze, list(pass_ids)
 
 
 def _field(obj: dict[str, Any], name: str, kind: type, where: str, default: Any) -> Any:

@@ -58,6 +58,15 @@ def stop_node_names(*, force: bool, terminate: bool) -> list[str]:
     return names
 
 
+def zone_stop_node_names(*, freeze_server: bool) -> list[str]:
+    """The DAG of the per-zone stop route (4.4.1.0+, executor/ob/stop_zone.go; fact sheet §5), also named "Stop
+    OB": the stop sql comes third, and every observer of the zone is killed; 6 nodes, 7 with the freeze."""
+    names = [NODE_INFORM, NODE_READY, NODE_STOP_SQL]
+    if freeze_server:
+        names.append(NODE_MINOR_FREEZE)
+    return [*names, NODE_ADVANCE, NODE_WAIT, NODE_END]
+
+
 @dataclass
 class SubTask:
     generic_id: str

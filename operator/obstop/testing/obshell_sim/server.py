@@ -21,6 +21,7 @@ from aiohttp import web
 
 from obstop.obshell import crypto
 from obstop.testing.obshell_sim import clock
+from obstop.testing.obshell_sim import dags as d
 from obstop.testing.obshell_sim.cluster import SimAgent
 from obstop.testing.obshell_sim.wire import ApiError, api_error, envelope, go_time, new_trace_id
 
@@ -171,7 +172,8 @@ class AgentServer:
         ):  # v1 bodies are plaintext (obshell-sdk-python auth/password.py)
             body = self._decrypt_body(header, raw_body)
         handler, protected = self._route(request.method, request.path)
-        record = self.sim.new_stop_record(self.agent, dropped) if handler == self._stop else None
+        stops = handler == self._stop or handler == self._zone_stop
+        record = self.sim.new_stop_record(self.agent, dropped) if stops else None
         try:
             if protected:
                 self._verify(header, request)
@@ -191,16 +193,13 @@ class AgentServer:
         found = self._routes.get((method, path))
         if found is not None:
             return found
-        zone_prefix, check_suffix = "/api/v1/ob/zone/", "/stop/check"
-        if (
-            self.sim.release.zone_stop_routes
-            and method == "POST"
-            and path.startswith(zone_prefix)
-            and path.endswith(check_suffix)
-            and len(path) > len(zone_prefix) + len(check_suffix)
-            and "/" not in path[len(zone_prefix) : -len(check_suffix)]
-        ):
-            return self._zone_stop_check, True
+        zone_prefix = "/api/v1/ob/zone/"
+        if self.sim.release.zone_stop_routes and method == "POST" and path.startswith(zone_prefix):
+            zone, _, action = path[len(zone_prefix) :].partition("/")
+            if zone and action == "stop/check":
+                return self._zone_stop_check, True
+            if zone and action == "stop":
+                return self._zone_stop, True
         prefix = "/api/v1/task/dag/"
         if path.startswith(prefix) and "/" not in path[len(prefix) :] and len(path) > len(prefix):
             if method == "GET":
@@ -384,6 +383,18 @@ class AgentServer:
         request = cluster.validate_stop(call.json_body(), self.agent)
         dag = cluster.create_stop(
             self.agent, request, lambda names: self.sim.faults.take_stop_failure(self.agent.address, names)
+        )
+        return dag.to_wire(details=False)
+
+    async def _zone_stop(self, call: Call) -> Any:
+        zone = call.request.path.split("/")[5]
+        cluster = self.agent.cluster
+        request = cluster.validate_zone_stop(zone, call.json_body(), self.agent)
+        dag = cluster.create_stop(
+            self.agent,
+            request,
+            lambda names: self.sim.faults.take_stop_failure(self.agent.address, names),
+            d.zone_stop_node_names(freeze_server=request.terminate),
         )
         return dag.to_wire(details=False)
 
