@@ -647,6 +647,28 @@ async def test_get_dag_errors(sim: ObshellSimulator) -> None:
 
 
 @pytest.mark.parametrize("sim", ALL, indirect=True)
+async def test_an_id_that_does_not_round_trip(sim: ObshellSimulator) -> None:
+    """§4.5 and §7: an id naming an existing DAG with leading zeros in its number is 404 `dag id not match` from
+    4.2.6.0; before, that DAG is served."""
+    expect = EXPECT[sim.config.version]
+    created = await call(sim, "POST", "/api/v1/ob/stop", stop_body(force=True))
+    canonical = created.json()["data"]["id"]
+    padded = f"{canonical[:16]}0{canonical[16:]}"  # the same agent and number, one zero more
+    response = await call(sim, "GET", f"/api/v1/task/dag/{padded}")
+    if expect.agent_header:  # 4.2.6.0, the release of the check
+        assert response.status_code == 404
+        message = "Task not found: dag id not match"
+        assert error_of(response) == (
+            {"errCode": "Task.NotFound", "message": message}
+            if expect.err_codes
+            else {"code": 2300, "message": message}
+        )
+    else:
+        assert response.status_code == 200, response.text
+        assert response.json()["data"]["id"] == canonical
+
+
+@pytest.mark.parametrize("sim", ALL, indirect=True)
 async def test_dag_operator_refusals(sim: ObshellSimulator) -> None:
     expect = EXPECT[sim.config.version]
     created = await call(sim, "POST", "/api/v1/ob/stop", stop_body(force=True))

@@ -98,6 +98,10 @@ class Release:
     zone_stop_routes: bool
     """§5, §7 row "per-zone stop": `POST /api/v1/ob/zone/{zone}/stop` and `/stop/check` from 4.4.1.0 (6163196,
     api/obcluster_handler.go); before, the unknown-route answer."""
+    dag_id_must_round_trip: bool
+    """§4.5, §7 row "GET DAG errors": from 4.2.6.0 (43dd332, executor/task/dag.go) a DAG found by the number of an
+    id that does not re-encode to that id (leading zeros in its number) is 404 `dag id not match`; before, the
+    DAG of that number is served."""
     stop_sql_skips_missing_observer: bool
     """§3.4 node 6, §7 row "`Execute stop sql` with no local observer process": from 4.3.1.0 (43a4c2b,
     executor/ob/stop.go ExecStopSqlTask) the node does nothing when the receiving agent's observer process is gone;
@@ -144,6 +148,7 @@ class Release:
             dag_history_routes=numbers >= _DAG_HISTORY,
             strict_stop_checks=numbers >= _STRICT_STOP,
             zone_stop_routes=numbers >= _STRICT_STOP,
+            dag_id_must_round_trip=numbers >= _AGENT_HEADER,
             stop_sql_skips_missing_observer=numbers >= _ERR_CODES,
             key_bits=1024 if numbers >= _KEY_1024 else 512,
             info_ob_version=numbers >= _INFO_OB_VERSION,
