@@ -1085,14 +1085,8 @@ def _bind_stop(body: Any) -> StopRequest:
             )
     force = _field(body, "force", bool, "ObStopParam.force", False)
     terminate = _field(body, "terminate", bool, "ObStopParam.terminate", False)
-    pass_dag = _field(body, "forcepassdag", dict, "ObStopParam.forcePassDag", {})
-    pass_ids = _field(pass_dag, "id", list, "ObStopParam.forcePassDag.id", [])
-    for item in pass_ids:
-        if not isinstance(item, str):
-            raise _bind_error(
-                f"json: cannot unmarshal {_go_type(item)} into Go struct field ForcePassDagParam.forcePassDag.id of type string"
-            )
-    return StopRequest(scope_type.upper(), list(dict.fromkeys(targets)), force, terminate, list(pass_ids))
+    pass_ids = _bind_force_pass_dag(body, "ObStopParam")
+    return StopRequest(scope_type.upper(), list(dict.fromkeys(targets)), force, terminate, pass_ids)
 
 
 def _bind_zone_stop(body: Any) -> tuple[bool, list[str]]:
@@ -1102,14 +1096,19 @@ def _bind_zone_stop(body: Any) -> tuple[bool, list[str]]:
             f"json: cannot unmarshal {_go_type(body)} into Go value of type param.ObZoneStopParam"
         )
     freeze = _field(body, "freeze_server", bool, "ObZoneStopParam.freeze_server", False)
-    pass_dag = _field(body, "forcepassdag", dict, "ObZoneStopParam.forcePassDag", {})
-    pass_ids = _field(pass_dag, "id", list, "ObZoneStopParam.forcePassDag.id", [])
+    return freeze, _bind_force_pass_dag(body, "ObZoneStopParam")
+
+
+def _bind_force_pass_dag(body: dict[str, Any], param: str) -> list[str]:
+    """The `forcePassDag.id` list of a stop's parameters (ForcePassDagParam in both)."""
+    pass_dag = _field(body, "forcepassdag", dict, f"{param}.forcePassDag", {})
+    pass_ids = _field(pass_dag, "id", list, f"{param}.forcePassDag.id", [])
     for item in pass_ids:
         if not isinstance(item, str):
             raise _bind_error(
                 f"json: cannot unmarshal {_go_type(item)} into Go struct field ForcePassDagParam.forcePassDag.id of type string"
             )
-    return freeze, list(pass_ids)
+    return list(pass_ids)
 
 
 def _field(obj: dict[str, Any], name: str, kind: type, where: str, default: Any) -> Any:
