@@ -11,6 +11,7 @@ from typing import Any
 
 from obstop.controller.decisions import Decision
 from obstop.controller.follow import Followers, has_work, kept, not_older, status_changes
+from obstop.controller.main import PEERING_LOGGER, PeeringPause
 from obstop.controller.runtime import Runtimes
 from obstop.controller.stop import Request
 
@@ -226,3 +227,58 @@ async def test_a_burst_of_new_requests_steps_a_bounded_number_at_a_time_and_each
     assert sorted(n for n, _ in controller.steps) == sorted(f"r{i}" for i in range(10))
     assert controller.most == 3
     await followers.aclose()
+
+
+# ----------------------------------------------------------------------------------------------------------
+# A replica that Kopf's peering pauses begins no step (main.PeeringPause tells the followers)
+
+
+class Every(ScriptedController):
+    """Each request steps again `every` seconds after its step."""
+
+    def __init__(self, every: float) -> None:
+        super().__init__({}, teaches=set())
+        self.every = every
+
+    async def step(self, req: Request, logger: Any) -> Decision:
+        await super().step(req, logger)
+        return Decision(req.status, self.every)
+
+
+async def test_kopfs_pause_of_this_replica_stops_new_steps_until_it_resumes() -> None:
+    """Kopf says so only in its log (kopf/_core/engines/peering.py): the lines are fed to the logger as Kopf logs
+    them; the real pause is tests/reliability/test_replicas.py."""
+    controller = Every(0.2)
+    followers = await followers_of(controller)
+    log = logging.getLogger("test")
+    peering = logging.getLogger(PEERING_LOGGER)
+    hook, level = PeeringPause(followers), peering.level
+    peering.addHandler(hook)
+    peering.setLevel(logging.INFO)
+
+    def steps(name: str) -> int:
+        return [n for n, _ in controller.steps].count(name)
+
+    try:
+        followers.deliver("ADDED", running("old"), log)
+        await asyncio.sleep(0.5)
+        assert steps("old") >= 2
+        peering.info("Pausing operations in favour of [Peer(identity='other', priority=2)].")
+        paused_at = steps("old")
+        followers.deliver("ADDED", running("new"), log)
+        await asyncio.sleep(0.6)
+        assert (steps("old"), steps("new")) == (paused_at, 0), "no step begins while paused"
+        peering.info(
+            "Resuming operations after the pause. Conflicting operators with the same priority are gone."
+        )
+        await asyncio.sleep(0.5)
+        assert steps("old") > paused_at and steps("new") >= 1
+        peering.warning("Pausing all operators, including self: []")
+        await asyncio.sleep(0.05)
+        both = len(controller.steps)
+        await asyncio.sleep(0.6)
+        assert len(controller.steps) == both, "a pause of every replica with one priority pauses this one too"
+    finally:
+        peering.removeHandler(hook)
+        peering.setLevel(level)
+        await followers.aclose()

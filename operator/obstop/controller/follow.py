@@ -11,10 +11,11 @@ would need a finalizer, and a finalizer makes deleting a request hang while the 
 Two rules keep the status the one source of truth, as it was when Kopf ran each step:
 - A step acts on the status as the watch delivered it. After a write, the next step waits until the watch has
   delivered that write (or anything newer). A stop is POSTed only after the submission record came back.
-- So a replica that Kopf pauses (peering: another replica took over) gets no more events and stops at its next
-  write: it finishes at most the step in hand, as it would with Kopf's own handlers. If someone else wrote the
-  status in between, this process forgets what it knew about its own POSTs (`may_have_landed`): it looks on the
-  agent before sending anything.
+- A replica that Kopf pauses (peering: another replica took over) begins no step from then on (`pause`, told by
+  main.PeeringPause): it finishes at most the step in hand, as it would with Kopf's own handlers. Kopf closes its
+  watches too, so a write of that step never comes back and its follower waits. If someone else wrote the status
+  in between, this process forgets what it knew about its own POSTs (`may_have_landed`): it looks on the agent
+  before sending anything.
 """
 
 from __future__ import annotations
@@ -178,6 +179,8 @@ class Followers:
         self._by_uid: dict[str, Follower] = {}
         self._stopping = False
         self._knowledge = controller.knowledge  # as last passed on to the waiting followers
+        self._not_paused = asyncio.Event()  # cleared while Kopf's peering pauses this replica
+        self._not_paused.set()
         self._news_at = -NEWS_SPACING_SECONDS
         self._news_later: asyncio.TimerHandle | None = None
 
@@ -206,6 +209,16 @@ class Followers:
         if (follower.task is None or follower.task.done()) and not self._stopping and has_work(body):
             follower.poked.clear()
             follower.task = asyncio.create_task(self._follow(follower), name=f"follow {uid}")
+
+    def pause(self) -> None:
+        """Kopf's peering paused this replica (another one with a higher priority is alive): no follower begins
+        a step until `resume`; a step under way finishes. Kopf closes the watches then, so a follower would stop
+        at its next write anyway, but only after one more step of its own, which could be the one that sees the
+        end (tests/reliability/test_replicas.py)."""
+        self._not_paused.clear()
+
+    def resume(self) -> None:
+        self._not_paused.set()
 
     async def aclose(self, grace: float = 5.0) -> None:
         """No new step starts; steps under way get `grace` seconds to finish, then are cancelled."""
@@ -245,9 +258,12 @@ class Followers:
     async def _steps(self, f: Follower) -> None:
         while not self._stopping:
             await self._until_own_write_delivered(f)
+            await self._not_paused.wait()
             async with self._step_slots:
                 if self._stopping:
                     return
+                if not self._not_paused.is_set():
+                    continue  # paused while it waited for its turn
                 # Read only now: what was delivered while this step waited for its turn counts.
                 delivered = dict(f.body.get("status") or {})
                 if f.written is not None and status_changes(delivered, f.written):

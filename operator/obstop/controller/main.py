@@ -43,6 +43,30 @@ class _DeliveryIsNotNews(logging.Filter):
 
 
 EVENT_POSTERS = 16
+# Kopf pauses a replica when a live peer has a higher priority (or the same one) and resumes it when that peer is
+# gone, but tells its handlers nothing: only its log says so (kopf/_core/engines/peering.py). The followers step
+# on timers of their own, not on Kopf's events, so they are told from these lines
+# (tests/reliability/test_replicas.py fails if Kopf's wording changes).
+PEERING_LOGGER = "kopf._core.engines.peering"
+_PAUSING = ("Pausing operations", "Pausing all operators")
+_RESUMING = "Resuming operations"
+
+
+class PeeringPause(logging.Handler):
+    """Pauses and resumes the followers as Kopf's peering pauses and resumes this replica."""
+
+    def __init__(self, followers: Followers) -> None:
+        super().__init__(logging.INFO)
+        self.followers = followers
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if message.startswith(_PAUSING):
+            self.followers.pause()
+            logging.getLogger("obstop").info("paused by peering: no request begins a step until resumed")
+        elif message.startswith(_RESUMING):
+            self.followers.resume()
+            logging.getLogger("obstop").info("resumed by peering: the requests step again")
 
 
 class NoDiffBase(kopf.DiffBaseStorage):
@@ -105,7 +129,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         memo["health"] = await serve(metrics, ours.health_port)
     if ours.peering:
         await ensure_peering(api, ours.peering, ours.namespaces, logging.getLogger("obstop"))
-    memo["followers"] = Followers(
+    followers = memo["followers"] = Followers(
         controller,
         status_patcher(api),
         post_event,
@@ -113,6 +137,12 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         retry_max_seconds=ours.retry_max_seconds,
         steps_in_flight=ours.steps_in_flight,
     )
+    if ours.peering:
+        peering_log = logging.getLogger(PEERING_LOGGER)
+        if not peering_log.isEnabledFor(logging.INFO):  # OBSTOP_LOG_LEVEL=WARNING must not hide a pause
+            peering_log.setLevel(logging.INFO)
+        memo["peering_pause"] = PeeringPause(followers)
+        peering_log.addHandler(memo["peering_pause"])
 
 
 class PeeringUnavailable(kopf.PermanentError):
@@ -172,6 +202,8 @@ kopf.on.login(registry=registry)(login)  # kubeapi.login: the service account, e
 @kopf.on.cleanup(registry=registry)
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     controller: Controller | None = memo.get("controller")
+    if memo.get("peering_pause") is not None:
+        logging.getLogger(PEERING_LOGGER).removeHandler(memo["peering_pause"])
     if memo.get("followers") is not None:
         await memo["followers"].aclose()
     if controller is not None:
