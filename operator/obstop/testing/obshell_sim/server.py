@@ -22,7 +22,7 @@ from aiohttp import web
 from obstop.obshell import crypto
 from obstop.testing.obshell_sim import clock
 from obstop.testing.obshell_sim import dags as d
-from obstop.testing.obshell_sim.cluster import SimAgent
+from obstop.testing.obshell_sim.cluster import SimAgent, StopRequest
 from obstop.testing.obshell_sim.wire import ApiError, api_error, envelope, go_time, new_trace_id
 
 if TYPE_CHECKING:
@@ -379,22 +379,21 @@ class AgentServer:
         )  # a Go time.Time: an RFC 3339 string, not a number (ob/agent/meta/agent.go)
 
     async def _stop(self, call: Call) -> Any:
-        cluster = self.agent.cluster
-        request = cluster.validate_stop(call.json_body(), self.agent)
-        dag = cluster.create_stop(
-            self.agent, request, lambda names: self.sim.faults.take_stop_failure(self.agent.address, names)
-        )
-        return dag.to_wire(details=False)
+        request = self.agent.cluster.validate_stop(call.json_body(), self.agent)
+        return self._start_stop(request)
 
     async def _zone_stop(self, call: Call) -> Any:
         zone = call.request.path.split("/")[5]
-        cluster = self.agent.cluster
-        request = cluster.validate_zone_stop(zone, call.json_body(), self.agent)
-        dag = cluster.create_stop(
+        request = self.agent.cluster.validate_zone_stop(zone, call.json_body(), self.agent)
+        return self._start_stop(request, d.zone_stop_node_names(freeze_server=request.terminate))
+
+    def _start_stop(self, request: StopRequest, names: list[str] | None = None) -> Any:
+        """The stop's main DAG, without details, as the POST answers it (stop.go HandleObStop)."""
+        dag = self.agent.cluster.create_stop(
             self.agent,
             request,
-            lambda names: self.sim.faults.take_stop_failure(self.agent.address, names),
-            d.zone_stop_node_names(freeze_server=request.terminate),
+            lambda nodes: self.sim.faults.take_stop_failure(self.agent.address, nodes),
+            names,
         )
         return dag.to_wire(details=False)
 
